@@ -1,0 +1,229 @@
+//! The resource types users write (`App`, `Host`) and the status berth writes back.
+//!
+//! These structs are the single source of truth: parsing, validation, the JSON Schema in `crds/`
+//! and the values stored in etcd all derive from them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The only `apiVersion` berth accepts today; bumping it is a deliberate, versioned change.
+pub const API_VERSION: &str = "berth.dev/v1alpha1";
+
+/// The namespace an App lands in when its metadata names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Kubernetes-style metadata; `generation` and `deletionTimestamp` are owned by the store, not the user.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// DNS label (lowercase letters, digits, '-'; at most 63 characters).
+    pub name: String,
+    /// Destination of an App (`production`, `staging`, ...); ignored for Hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Set by the store: starts at 1 and grows only when `spec` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Set by `berth delete app`: the operator removes the containers, then the keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<String>,
+}
+
+/// A Docker host berth may place containers on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Host {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: HostSpec,
+}
+
+/// How to reach a host's Docker API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSpec {
+    /// `unix:///path`, `tcp://ADDR:PORT` (mutual TLS unless `insecure`) or `ssh://user@addr[:port]`.
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// The only way to allow plain, unauthenticated tcp.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+/// PEM files for mutual TLS, as paths on the machine running berth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// One application in one destination (namespace).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct App {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: AppSpec,
+}
+
+/// What should run, where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Image reference of the app's roles (`registry/name:tag` or `@sha256:...`).
+    pub image: String,
+    /// Environment for every role; a role's own `env` wins on conflict. Values are secrets: never logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accessories: BTreeMap<String, Accessory>,
+    #[serde(default)]
+    pub rollout: Rollout,
+}
+
+/// A command: a shell string (run with `sh -c`) or an exec list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Command {
+    Shell(String),
+    Exec(Vec<String>),
+}
+
+/// A group of identical app containers, one per listed host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Role {
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Command>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// `[ip:]hostPort:containerPort[/tcp|udp]`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// `name:/path[:ro]` (named volume) or `/host/path:/path[:ro]` (bind mount)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    /// Accessories that must be healthy first; absent means every accessory of the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Docker restart policy: `no`, `always`, `unless-stopped`, `on-failure[:N]`; default `unless-stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// Memory limit such as `512m` or `1g`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, such as `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+/// A supporting service (database, cache) that roles wait for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Accessory {
+    pub image: String,
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Command>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A Docker healthcheck; durations are strings such as `5s`, `1m30s`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Healthcheck {
+    pub cmd: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<String>,
+}
+
+/// How a changed role is rolled across its hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    /// A count (`2`) or a percentage of the role's hosts (`"25%"`); default 1.
+    #[serde(default = "default_max_unavailable")]
+    pub max_unavailable: IntOrPercent,
+    /// How long a new container may take to turn healthy; default `60s`.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout: String,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout { max_unavailable: default_max_unavailable(), health_timeout: default_health_timeout() }
+    }
+}
+
+fn default_max_unavailable() -> IntOrPercent {
+    IntOrPercent::Int(1)
+}
+
+fn default_health_timeout() -> String {
+    "60s".to_string()
+}
+
+/// A count or a `"N%"` string, as in Kubernetes' `maxUnavailable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(String),
+}
+
+/// Any resource berth stores, as read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    App(App),
+    Host(Host),
+}
+
+impl Resource {
+    /// `app/shop -n production` or `host/web-1`: how the CLI names a resource to users.
+    pub fn display_name(&self) -> String {
+        match self {
+            Resource::App(a) => format!("app/{} -n {}", a.metadata.name, a.namespace()),
+            Resource::Host(h) => format!("host/{}", h.metadata.name),
+        }
+    }
+}
+
+impl App {
+    /// The destination, defaulted.
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+}

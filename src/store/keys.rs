@@ -1,0 +1,105 @@
+//! The etcd key layout: a public contract (README "Key layout"), so other tools can read berth's state.
+
+/// Default root of every key berth writes; `--prefix` changes it.
+pub const DEFAULT_PREFIX: &str = "/berth";
+
+/// Builds and parses keys under one prefix, so no other module formats key strings by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// What a key under the prefix names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    Host { name: String },
+    App { namespace: String, name: String },
+    Status { namespace: String, name: String },
+}
+
+impl Keys {
+    /// A prefix with or without a trailing slash is the same prefix.
+    pub fn new(prefix: &str) -> Keys {
+        let trimmed = prefix.trim_end_matches('/');
+        Keys { prefix: trimmed.to_string() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Everything berth owns: the operator lists and watches this once.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    pub fn host(&self, name: &str) -> String {
+        format!("{}/hosts/{}", self.prefix, name)
+    }
+
+    pub fn hosts(&self) -> String {
+        format!("{}/hosts/", self.prefix)
+    }
+
+    pub fn app(&self, namespace: &str, name: &str) -> String {
+        format!("{}/apps/{}/{}", self.prefix, namespace, name)
+    }
+
+    /// All apps, or the apps of one namespace.
+    pub fn apps(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) => format!("{}/apps/{}/", self.prefix, ns),
+            None => format!("{}/apps/", self.prefix),
+        }
+    }
+
+    pub fn status(&self, namespace: &str, name: &str) -> String {
+        format!("{}/status/apps/{}/{}", self.prefix, namespace, name)
+    }
+
+    /// The operator's leader-election key.
+    pub fn leader(&self) -> String {
+        format!("{}/leader", self.prefix)
+    }
+
+    /// Classifies a key seen in a list or a watch; `None` for keys berth does not own.
+    pub fn parse(&self, key: &str) -> Option<KeyKind> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["hosts", name] if !name.is_empty() => Some(KeyKind::Host { name: name.to_string() }),
+            ["apps", ns, name] if !ns.is_empty() && !name.is_empty() => {
+                Some(KeyKind::App { namespace: ns.to_string(), name: name.to_string() })
+            }
+            ["status", "apps", ns, name] if !ns.is_empty() && !name.is_empty() => {
+                Some(KeyKind::Status { namespace: ns.to_string(), name: name.to_string() })
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_documented_contract() {
+        let k = Keys::new("/berth/");
+        assert_eq!(k.host("web-1"), "/berth/hosts/web-1");
+        assert_eq!(k.app("production", "shop"), "/berth/apps/production/shop");
+        assert_eq!(k.status("production", "shop"), "/berth/status/apps/production/shop");
+        assert_eq!(k.apps(Some("staging")), "/berth/apps/staging/");
+    }
+
+    #[test]
+    fn parse_round_trips_and_rejects_foreign_keys() {
+        let k = Keys::new("/x");
+        assert_eq!(k.parse(&k.app("a", "b")), Some(KeyKind::App { namespace: "a".into(), name: "b".into() }));
+        assert_eq!(k.parse(&k.host("h")), Some(KeyKind::Host { name: "h".into() }));
+        assert_eq!(k.parse(&k.status("a", "b")), Some(KeyKind::Status { namespace: "a".into(), name: "b".into() }));
+        assert_eq!(k.parse("/x/apps/a"), None);
+        assert_eq!(k.parse("/xy/hosts/h"), None);
+        assert_eq!(k.parse("/x/leader"), None);
+    }
+}

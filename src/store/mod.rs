@@ -1,0 +1,355 @@
+//! etcd: where desired state (Apps, Hosts) and observed status live.
+//!
+//! Every write is a transaction guarded by `mod_revision`, so two writers never lose each
+//! other's update; values are the resources as JSON under the layout in [`keys`].
+
+pub mod keys;
+
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use keys::{KeyKind, Keys, DEFAULT_PREFIX};
+
+use crate::spec::{App, Host, Resource};
+
+/// How long a user waits before "etcd unreachable" instead of a hang.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on every single etcd request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Optimistic-concurrency retries before giving up on a hot key.
+const MAX_CONFLICT_RETRIES: usize = 20;
+
+/// Store failures, split by what the user can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("etcd unreachable at {endpoints}: {reason}")]
+    Unreachable { endpoints: String, reason: String },
+    #[error("etcd request failed: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("stored value at {key} is not valid: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// What `apply` did to one resource; printed as `created|configured|unchanged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyOutcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl std::fmt::Display for ApplyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// A value read from etcd together with the revision a guarded update must compare against.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub mod_revision: i64,
+}
+
+/// A connection to etcd under one key prefix.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    keys: Keys,
+    endpoints: String,
+}
+
+impl Store {
+    /// Connects and proves etcd answers, so later errors are about requests, not reachability.
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
+        let joined = endpoints.join(",");
+        let unreachable = |reason: String| StoreError::Unreachable { endpoints: joined.clone(), reason };
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let connect = Client::connect(endpoints, Some(options));
+        let mut client = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable(one_line(&e))),
+            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.status()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(one_line(&e))),
+            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
+        }
+        Ok(Store { client, keys: Keys::new(prefix), endpoints: joined })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The raw client, for watches and leases owned by the controller.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// Reads one JSON value; `None` when the key is absent.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+        let mut kv = self.client.kv_client();
+        let resp = kv.get(key, None).await?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(entry) => {
+                let value = decode(key, entry.value())?;
+                Ok(Some(Versioned { value, mod_revision: entry.mod_revision() }))
+            }
+        }
+    }
+
+    /// Reads every JSON value under a prefix, with the revision of that consistent snapshot.
+    pub async fn list_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<(Vec<Versioned<T>>, i64), StoreError> {
+        let mut kv = self.client.kv_client();
+        let resp = kv.get(prefix, Some(GetOptions::new().with_prefix())).await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut out = Vec::with_capacity(resp.kvs().len());
+        for entry in resp.kvs() {
+            let key = String::from_utf8_lossy(entry.key()).to_string();
+            // Only direct children: `/apps/` must not pick up deeper keys another tool wrote.
+            if key[prefix.len()..].contains('/') {
+                continue;
+            }
+            out.push(Versioned { value: decode(&key, entry.value())?, mod_revision: entry.mod_revision() });
+        }
+        Ok((out, revision))
+    }
+
+    pub async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
+        let (hosts, _) = self.list_json::<Host>(&self.keys.hosts()).await?;
+        Ok(hosts.into_iter().map(|v| v.value).collect())
+    }
+
+    /// Apps of one namespace, or of every namespace.
+    pub async fn list_apps(&self, namespace: Option<&str>) -> Result<Vec<App>, StoreError> {
+        let prefix = self.keys.apps(namespace);
+        let mut kv = self.client.kv_client();
+        let resp = kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await?;
+        let mut apps = Vec::new();
+        for entry in resp.kvs() {
+            let key = String::from_utf8_lossy(entry.key()).to_string();
+            if let Some(KeyKind::App { .. }) = self.keys.parse(&key) {
+                apps.push(decode::<App>(&key, entry.value())?);
+            }
+        }
+        Ok(apps)
+    }
+
+    pub async fn get_app(&self, namespace: &str, name: &str) -> Result<Option<Versioned<App>>, StoreError> {
+        self.get_json(&self.keys.app(namespace, name)).await
+    }
+
+    pub async fn get_host(&self, name: &str) -> Result<Option<Versioned<Host>>, StoreError> {
+        self.get_json(&self.keys.host(name)).await
+    }
+
+    /// Writes one resource with create-if-absent / update-if-unchanged-since-read semantics.
+    ///
+    /// `generation` starts at 1 and grows only when `spec` changes; an identical resource writes nothing.
+    pub async fn apply(&self, resource: &Resource, dry_run: bool) -> Result<ApplyOutcome, StoreError> {
+        let outcome = match resource {
+            Resource::Host(h) => {
+                let key = self.keys.host(&h.metadata.name);
+                self.apply_guarded(&key, h.clone(), dry_run, |stored: &Host, new: &mut Host| {
+                    new.metadata.generation = stored.metadata.generation;
+                    stored.spec != new.spec
+                })
+                .await
+            }
+            Resource::App(a) => {
+                let mut a = a.clone();
+                a.metadata.namespace = Some(a.namespace().to_string());
+                let key = self.keys.app(a.namespace(), &a.metadata.name);
+                self.apply_guarded(&key, a, dry_run, |stored: &App, new: &mut App| {
+                    new.metadata.generation = stored.metadata.generation;
+                    stored.spec != new.spec
+                })
+                .await
+            }
+        };
+        outcome.map_err(|e| match e {
+            StoreError::Refused(m) => StoreError::Refused(format!("{}: {m}", resource.display_name())),
+            other => other,
+        })
+    }
+
+    /// The optimistic-concurrency loop shared by every resource kind.
+    async fn apply_guarded<T, F>(&self, key: &str, desired: T, dry_run: bool, carry: F) -> Result<ApplyOutcome, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Clone + PartialEq + HasMeta,
+        F: Fn(&T, &mut T) -> bool,
+    {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let mut new = desired.clone();
+            let (outcome, compare) = match self.get_json::<T>(key).await? {
+                None => {
+                    new.meta_mut().generation = Some(1);
+                    new.meta_mut().deletion_timestamp = None;
+                    (ApplyOutcome::Created, Compare::create_revision(key, CompareOp::Equal, 0))
+                }
+                Some(stored) => {
+                    if stored.value.meta().deletion_timestamp.is_some() {
+                        return Err(StoreError::Refused(
+                            "it is being deleted; apply it again once the operator has removed it".into(),
+                        ));
+                    }
+                    let spec_changed = carry(&stored.value, &mut new);
+                    if spec_changed {
+                        new.meta_mut().generation = Some(stored.value.meta().generation.unwrap_or(0) + 1);
+                    }
+                    if new == stored.value {
+                        return Ok(ApplyOutcome::Unchanged);
+                    }
+                    (ApplyOutcome::Configured, Compare::mod_revision(key, CompareOp::Equal, stored.mod_revision))
+                }
+            };
+            if dry_run {
+                return Ok(outcome);
+            }
+            let body = serde_json::to_vec(&new).expect("resources always serialize");
+            let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, body, None)]);
+            let mut kv = self.client.kv_client();
+            if kv.txn(txn).await?.succeeded() {
+                return Ok(outcome);
+            }
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 20)).await;
+        }
+        Err(StoreError::Refused(format!("{key} kept changing under {MAX_CONFLICT_RETRIES} attempts; try again")))
+    }
+
+    /// Marks an App for deletion; the converge loop removes its containers, then its keys.
+    pub async fn delete_app(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
+        let key = self.keys.app(namespace, name);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(stored) = self.get_json::<App>(&key).await? else {
+                return Err(StoreError::NotFound(format!("app/{name} -n {namespace}")));
+            };
+            if stored.value.metadata.deletion_timestamp.is_some() {
+                return Ok(());
+            }
+            let mut app = stored.value;
+            app.metadata.deletion_timestamp = Some(now_rfc3339());
+            let body = serde_json::to_vec(&app).expect("resources always serialize");
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
+                .and_then([TxnOp::put(key.as_str(), body, None)]);
+            if self.client.kv_client().txn(txn).await?.succeeded() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Refused(format!("{key} kept changing; try again")))
+    }
+
+    /// Removes a Host unless an App still places containers on it (the refusal names that App).
+    pub async fn delete_host(&self, name: &str) -> Result<(), StoreError> {
+        let key = self.keys.host(name);
+        let Some(stored) = self.get_json::<Host>(&key).await? else {
+            return Err(StoreError::NotFound(format!("host/{name}")));
+        };
+        let users: Vec<String> = self
+            .list_apps(None)
+            .await?
+            .iter()
+            .filter(|a| app_uses_host(a, name))
+            .map(|a| format!("app/{} -n {}", a.metadata.name, a.namespace()))
+            .collect();
+        if !users.is_empty() {
+            return Err(StoreError::Refused(format!("host/{name} is still used by {}", users.join(", "))));
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        if self.client.kv_client().txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(StoreError::Refused(format!("host/{name} changed while deleting; try again")))
+        }
+    }
+
+    /// Final step of an App's deletion: its spec and status keys go, and only if the spec is still the one
+    /// whose containers were removed (a re-created App is never deleted by a stale finalizer).
+    pub async fn remove_app_keys(&self, namespace: &str, name: &str, mod_revision: i64) -> Result<bool, StoreError> {
+        let key = self.keys.app(namespace, name);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::delete(key.as_str(), None), TxnOp::delete(self.keys.status(namespace, name), None)]);
+        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+    }
+
+    /// Writes an App's status (any serializable shape the engine owns).
+    pub async fn put_status<T: Serialize>(&self, namespace: &str, name: &str, status: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(status).expect("status always serializes");
+        self.client.kv_client().put(self.keys.status(namespace, name), body, None).await?;
+        Ok(())
+    }
+
+    pub async fn get_status<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.get_json(&self.keys.status(namespace, name)).await?.map(|v| v.value))
+    }
+}
+
+/// Whether an App places any container on a host.
+pub fn app_uses_host(app: &App, host: &str) -> bool {
+    app.spec.roles.values().any(|r| r.hosts.iter().any(|h| h == host))
+        || app.spec.accessories.values().any(|a| a.hosts.iter().any(|h| h == host))
+}
+
+/// Gives the shared apply loop access to store-owned metadata of any resource kind.
+pub trait HasMeta {
+    fn meta(&self) -> &crate::spec::ObjectMeta;
+    fn meta_mut(&mut self) -> &mut crate::spec::ObjectMeta;
+}
+
+impl HasMeta for App {
+    fn meta(&self) -> &crate::spec::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut crate::spec::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl HasMeta for Host {
+    fn meta(&self) -> &crate::spec::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut crate::spec::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+}
+
+/// tonic errors span several lines; users get one.
+fn one_line(e: &etcd_client::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// RFC 3339 UTC timestamp without pulling in a date crate.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
