@@ -1,0 +1,31 @@
+//! Resource types, parsing, validation and schema.
+//!
+//! Pure: nothing here touches etcd or Docker. The parsed forms (`PortMapping`, `VolumeMount`,
+//! `Endpoint`, `ImageRef`, durations, memory, restart policy) are the ones the planner and the
+//! engine use, so what validates is exactly what runs.
+pub mod endpoint;
+pub mod error;
+pub mod image;
+pub mod kind;
+pub mod parse;
+pub mod ports;
+pub mod schema;
+pub mod types;
+pub mod validate;
+pub mod values;
+pub mod volumes;
+
+pub use endpoint::{parse_endpoint, Endpoint};
+pub use error::{SpecError, SpecErrors};
+pub use image::{parse_image, ImageRef};
+pub use kind::Kind;
+pub use parse::{load_paths, load_sources, parse_str, Loaded};
+pub use ports::{parse_port, PortMapping, Protocol};
+pub use schema::{crd_value, crd_yaml, openapi_schema};
+pub use types::*;
+pub use validate::{published_ports, validate, validate_against_store, Problem, PublishedPort};
+pub use values::{
+    check_dns_label, check_env_key, check_max_unavailable, max_unavailable, parse_duration, parse_memory,
+    parse_percent, parse_restart, RestartPolicy,
+};
+pub use volumes::{parse_volume, VolumeMount};

@@ -1,0 +1,350 @@
+//! Offline checks of one resource, plus the cross-resource checks `apply` runs against the store.
+//!
+//! Pure functions returning `(path, message)` pairs so callers decide how to locate them
+//! (file and document for `validate`, resource name for `apply`). Every check reuses the public
+//! parsers (`parse_port`, `parse_volume`, ...) so validation and execution never disagree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::endpoint::{parse_endpoint, Endpoint};
+use super::image::parse_image;
+use super::ports::{parse_port, PortMapping, Protocol};
+use super::types::{Accessory, App, Command, Healthcheck, Host, Resource, Role, API_VERSION};
+use super::values::{
+    check_dns_label, check_env_key, check_max_unavailable, parse_duration, parse_memory, parse_restart,
+};
+use super::volumes::parse_volume;
+
+/// A problem: field path (`spec.roles.web.ports[0]`) and message.
+pub type Problem = (String, String);
+
+/// Collects problems; `check` records an `Err` at a path and ignores `Ok`.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((path.into(), message.into()));
+    }
+
+    fn check<T>(&mut self, path: impl Into<String>, result: Result<T, String>) {
+        if let Err(message) = result {
+            self.push(path, message);
+        }
+    }
+}
+
+/// Validates one resource on its own (no store, no other files).
+pub fn validate(res: &Resource) -> Vec<Problem> {
+    let mut p = Problems::default();
+    match res {
+        Resource::App(app) => validate_app(app, &mut p),
+        Resource::Host(host) => validate_host(host, &mut p),
+    }
+    p.0
+}
+
+/// `base.key`, or `base["key"]` when the key would make the path ambiguous.
+fn key_path(base: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plain {
+        format!("{base}.{key}")
+    } else {
+        format!("{base}[{key:?}]")
+    }
+}
+
+fn check_header(p: &mut Problems, api_version: &str, kind: &str, expected_kind: &str) {
+    if api_version != API_VERSION {
+        p.push("apiVersion", format!("unsupported apiVersion {api_version:?} (expected {API_VERSION:?})"));
+    }
+    if kind != expected_kind {
+        p.push("kind", format!("kind {kind:?} does not match {expected_kind}"));
+    }
+}
+
+fn validate_app(app: &App, p: &mut Problems) {
+    check_header(p, &app.api_version, &app.kind, "App");
+    p.check("metadata.name", check_dns_label(&app.metadata.name));
+    if let Some(ns) = &app.metadata.namespace {
+        p.check("metadata.namespace", check_dns_label(ns));
+    }
+    let spec = &app.spec;
+    p.check("spec.image", parse_image(&spec.image));
+    check_env(p, "spec.env", &spec.env);
+    if spec.roles.is_empty() && spec.accessories.is_empty() {
+        p.push("spec", "app has no roles and no accessories: nothing to run");
+    }
+    for (name, role) in &spec.roles {
+        check_role(p, app, name, role);
+    }
+    for (name, acc) in &spec.accessories {
+        check_accessory(p, app, name, acc);
+    }
+    p.check("spec.rollout.maxUnavailable", check_max_unavailable(&spec.rollout.max_unavailable));
+    check_positive_duration(p, "spec.rollout.healthTimeout", &spec.rollout.health_timeout);
+    check_ports_unique(p, app);
+}
+
+/// The parts roles and accessories share, so both get identical checks.
+struct Workload<'a> {
+    path: String,
+    what: &'static str,
+    hosts: &'a [String],
+    cmd: Option<&'a Command>,
+    env: &'a BTreeMap<String, String>,
+    ports: &'a [String],
+    volumes: &'a [String],
+    healthcheck: Option<&'a Healthcheck>,
+}
+
+fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
+    Workload {
+        path: key_path("spec.roles", name),
+        what: "role",
+        hosts: &r.hosts,
+        cmd: r.cmd.as_ref(),
+        env: &r.env,
+        ports: &r.ports,
+        volumes: &r.volumes,
+        healthcheck: r.healthcheck.as_ref(),
+    }
+}
+
+fn accessory_workload<'a>(name: &str, a: &'a Accessory) -> Workload<'a> {
+    Workload {
+        path: key_path("spec.accessories", name),
+        what: "accessory",
+        hosts: &a.hosts,
+        cmd: a.cmd.as_ref(),
+        env: &a.env,
+        ports: &a.ports,
+        volumes: &a.volumes,
+        healthcheck: a.healthcheck.as_ref(),
+    }
+}
+
+/// Roles then accessories, in name order: the order every app-wide check walks them.
+fn workloads(app: &App) -> impl Iterator<Item = Workload<'_>> {
+    let roles = app.spec.roles.iter().map(|(n, r)| role_workload(n, r));
+    roles.chain(app.spec.accessories.iter().map(|(n, a)| accessory_workload(n, a)))
+}
+
+fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) {
+    let w = role_workload(name, role);
+    check_workload(p, name, &w);
+    if let Some(deps) = &role.depends_on {
+        for (i, dep) in deps.iter().enumerate() {
+            if !app.spec.accessories.contains_key(dep) {
+                p.push(format!("{}.dependsOn[{i}]", w.path), format!("no accessory named {dep:?} in this app"));
+            }
+        }
+    }
+    if let Some(restart) = &role.restart {
+        p.check(format!("{}.restart", w.path), parse_restart(restart));
+    }
+    if let Some(memory) = &role.memory {
+        p.check(format!("{}.memory", w.path), parse_memory(memory).and_then(nonzero_memory));
+    }
+    if let Some(cpus) = role.cpus {
+        if !(cpus.is_finite() && cpus > 0.0) {
+            p.push(format!("{}.cpus", w.path), format!("cpus must be greater than 0 (got {cpus})"));
+        }
+    }
+}
+
+fn nonzero_memory(bytes: u64) -> Result<u64, String> {
+    if bytes == 0 {
+        Err("memory must be greater than 0".to_string())
+    } else {
+        Ok(bytes)
+    }
+}
+
+fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) {
+    let w = accessory_workload(name, acc);
+    check_workload(p, name, &w);
+    p.check(format!("{}.image", w.path), parse_image(&acc.image));
+    if app.spec.roles.contains_key(name) {
+        p.push(w.path.clone(), format!("{name:?} is both a role and an accessory name (they share network aliases)"));
+    }
+}
+
+fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) {
+    p.check(w.path.clone(), check_dns_label(name));
+    check_hosts(p, w);
+    if let Some(cmd) = w.cmd {
+        p.check(format!("{}.cmd", w.path), check_command(cmd));
+    }
+    check_env(p, &format!("{}.env", w.path), w.env);
+    for (i, port) in w.ports.iter().enumerate() {
+        p.check(format!("{}.ports[{i}]", w.path), parse_port(port));
+    }
+    for (i, vol) in w.volumes.iter().enumerate() {
+        p.check(format!("{}.volumes[{i}]", w.path), parse_volume(vol));
+    }
+    if let Some(hc) = w.healthcheck {
+        check_healthcheck(p, &format!("{}.healthcheck", w.path), hc);
+    }
+}
+
+fn check_hosts(p: &mut Problems, w: &Workload<'_>) {
+    if w.hosts.is_empty() {
+        p.push(format!("{}.hosts", w.path), format!("{} has no hosts", w.what));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, host) in w.hosts.iter().enumerate() {
+        let path = format!("{}.hosts[{i}]", w.path);
+        p.check(path.clone(), check_dns_label(host));
+        if !seen.insert(host) {
+            p.push(path, format!("host {host:?} listed twice"));
+        }
+    }
+}
+
+fn check_command(cmd: &Command) -> Result<(), String> {
+    let empty = match cmd {
+        Command::Shell(s) => s.trim().is_empty(),
+        Command::Exec(v) => v.first().is_none_or(|s| s.is_empty()),
+    };
+    if empty {
+        Err("cmd must not be empty".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_env(p: &mut Problems, base: &str, env: &BTreeMap<String, String>) {
+    for key in env.keys() {
+        p.check(key_path(base, key), check_env_key(key));
+    }
+}
+
+fn check_healthcheck(p: &mut Problems, base: &str, hc: &Healthcheck) {
+    p.check(format!("{base}.cmd"), check_command(&hc.cmd));
+    if let Some(d) = &hc.interval {
+        check_positive_duration(p, &format!("{base}.interval"), d);
+    }
+    if let Some(d) = &hc.timeout {
+        check_positive_duration(p, &format!("{base}.timeout"), d);
+    }
+    if let Some(d) = &hc.start_period {
+        p.check(format!("{base}.startPeriod"), parse_duration(d));
+    }
+}
+
+fn check_positive_duration(p: &mut Problems, path: &str, text: &str) {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => p.push(path, "duration must be greater than 0"),
+        Ok(_) => {}
+        Err(e) => p.push(path, e),
+    }
+}
+
+/// One host port an app publishes on one host, with the spec path that asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    pub host: String,
+    pub mapping: PortMapping,
+    /// `spec.roles.web.ports[0]`
+    pub path: String,
+}
+
+/// Every (host, port) an app publishes, roles first then accessories, in name order.
+///
+/// Unparseable port entries are skipped (validation reports them); each host counts once per
+/// role or accessory even if listed twice.
+pub fn published_ports(app: &App) -> Vec<PublishedPort> {
+    let mut out = Vec::new();
+    for w in workloads(app) {
+        let hosts: BTreeSet<&String> = w.hosts.iter().collect();
+        for (i, text) in w.ports.iter().enumerate() {
+            let Ok(mapping) = parse_port(text) else { continue };
+            for host in &hosts {
+                out.push(PublishedPort { host: (*host).clone(), mapping, path: format!("{}.ports[{i}]", w.path) });
+            }
+        }
+    }
+    out
+}
+
+/// `8080` for tcp, `53/udp` for udp: how messages name a host port.
+fn port_label(m: &PortMapping) -> String {
+    match m.protocol {
+        Protocol::Tcp => m.host_port.to_string(),
+        Protocol::Udp => format!("{}/udp", m.host_port),
+    }
+}
+
+/// A host socket published twice within one app would make Docker refuse the second container.
+fn check_ports_unique(p: &mut Problems, app: &App) {
+    let ports = published_ports(app);
+    let mut reported = BTreeSet::new();
+    for (i, later) in ports.iter().enumerate() {
+        let clash = ports[..i]
+            .iter()
+            .find(|earlier| earlier.host == later.host && earlier.path != later.path && earlier.mapping.conflicts_with(&later.mapping));
+        if let Some(earlier) = clash {
+            if reported.insert(later.path.clone()) {
+                let msg = format!("host port {} on {} already published by {}", port_label(&later.mapping), later.host, earlier.path);
+                p.push(later.path.clone(), msg);
+            }
+        }
+    }
+}
+
+/// Checks an App against the rest of the world at apply time: every host it names is defined by
+/// a Host, and no host port it publishes is already published on that host by another app
+/// (another name, or the same name in another namespace). `other_apps` may include `app` itself;
+/// it is skipped.
+pub fn validate_against_store(app: &App, hosts: &[Host], other_apps: &[App]) -> Vec<Problem> {
+    let mut p = Problems::default();
+    let defined: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    for w in workloads(app) {
+        for (i, host) in w.hosts.iter().enumerate() {
+            if !defined.contains(host.as_str()) {
+                p.push(format!("{}.hosts[{i}]", w.path), format!("host {host:?} is not defined by any Host resource"));
+            }
+        }
+    }
+    let others = other_apps.iter().filter(|o| !same_app(o, app));
+    let theirs: Vec<(&App, PublishedPort)> =
+        others.flat_map(|o| published_ports(o).into_iter().map(move |pp| (o, pp))).collect();
+    for mine in published_ports(app) {
+        let clash = theirs.iter().find(|(_, t)| t.host == mine.host && t.mapping.conflicts_with(&mine.mapping));
+        if let Some((other, _)) = clash {
+            let name = format!("app/{} -n {}", other.metadata.name, other.namespace());
+            let msg = format!("host port {} on {} already published by {name}", port_label(&mine.mapping), mine.host);
+            p.push(mine.path.clone(), msg);
+        }
+    }
+    p.0
+}
+
+fn same_app(a: &App, b: &App) -> bool {
+    a.metadata.name == b.metadata.name && a.namespace() == b.namespace()
+}
+
+fn validate_host(host: &Host, p: &mut Problems) {
+    check_header(p, &host.api_version, &host.kind, "Host");
+    p.check("metadata.name", check_dns_label(&host.metadata.name));
+    let spec = &host.spec;
+    let endpoint = match parse_endpoint(&spec.endpoint) {
+        Ok(e) => e,
+        Err(e) => return p.push("spec.endpoint", e),
+    };
+    let is_tcp = matches!(endpoint, Endpoint::Tcp { .. });
+    if is_tcp && spec.tls.is_none() && !spec.insecure {
+        p.push("spec.endpoint", "plain tcp needs spec.tls or spec.insecure: true");
+    }
+    if let Some(tls) = &spec.tls {
+        if !is_tcp {
+            p.push("spec.tls", "tls files only apply to tcp:// endpoints");
+        }
+        for (field, value) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if value.trim().is_empty() {
+                p.push(format!("spec.tls.{field}"), "file path must not be empty");
+            }
+        }
+    }
+}
