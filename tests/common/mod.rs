@@ -1,0 +1,6 @@
+//! Helpers shared by the integration tests (`mod common;` in a test file).
+//!
+//! Every test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+pub mod testbed;

@@ -1,0 +1,445 @@
+//! The real multi-host test bed, started by `scripts/testbed up` once per test process and
+//! shared by every test (and, through `$BERTH_TESTBED_DIR/testbed.json`, by every test binary).
+//!
+//! ```ignore
+//! mod common;
+//! use common::testbed::{unique, Testbed};
+//!
+//! let tb = Testbed::get();                      // panics with the script's output if it can't start
+//! let name = unique("web");
+//! let _rm = tb.container("host1", &name);        // `docker rm -f` when the test ends, even on panic
+//! tb.docker_ok("host1", &["run", "-d", "--name", &name, "-p", "80", &tb.images.app_v1]);
+//! let port = tb.published_port("host1", &name, "80/tcp");
+//! let body = common::testbed::wait_for_http(&tb.host("host1").address, port, "/", "v1", secs(10));
+//! ```
+//!
+//! What the bed is (see `scripts/testbed` for details): real etcd on loopback, N (default 3)
+//! real dockerd's `host1..hostN`, each in its own network namespace with its own address on the
+//! bridge (10.213.0.11, .12, ...), serving `unix://…/docker.sock` and `tcp://ADDR:2376` with
+//! mutual TLS, and a local registry (`10.213.0.1:5000`) holding tiny busybox images.
+//!
+//! Sharing rules for tests: use [`unique`] for every container/app/key name; remove what you
+//! create ([`Testbed::container`] helps); don't rely on `app:latest` pointing at v1 (tests move
+//! it); a test that takes a host down must use [`Testbed::outage`], and a test that needs every
+//! host up should hold [`Testbed::shared`] so the two don't overlap.
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+/// The docker client that matches the daemons (`/usr/local/bin/docker` may be a newer one).
+pub const DOCKER: &str = "/usr/bin/docker";
+
+/// Everything `testbed.json` describes. Unknown fields are ignored, so the script can grow.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Testbed {
+    /// `$BERTH_TESTBED_DIR` (default `/tmp/berth-testbed`).
+    pub dir: PathBuf,
+    /// Absolute path of `scripts/testbed`.
+    pub script: PathBuf,
+    /// etcd client endpoint, `http://127.0.0.1:PORT`.
+    pub etcd: String,
+    /// The same etcd on the bridge address (reachable from inside the hosts).
+    pub etcd_bridge: String,
+    pub etcd_log: PathBuf,
+    /// Registry address without scheme, e.g. `10.213.0.1:5000` (plain HTTP, no auth).
+    pub registry: String,
+    pub registry_log: PathBuf,
+    pub bridge: Bridge,
+    /// Full image references in the registry.
+    pub images: Images,
+    /// Manifest digests (`sha256:…`) of those images as pushed by `up`.
+    pub digests: Images,
+    pub hosts: Vec<TestHost>,
+    /// Client certificate signed by the hosts' CA: accepted on every `tcp` endpoint.
+    pub client_tls: TlsFiles,
+    /// Client certificate signed by another CA: refused by every host. Its `ca` is the real
+    /// CA (so the client can verify the host); `signer_ca` is the rogue CA that signed `cert`.
+    pub rogue_tls: TlsFiles,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bridge {
+    pub name: String,
+    pub address: String,
+    pub subnet: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Images {
+    /// `REG/berth-test/accessory:1` (serves "accessory" on :80).
+    pub accessory: String,
+    /// `REG/berth-test/app:v1` (serves "v1" on :80).
+    pub app_v1: String,
+    /// `REG/berth-test/app:v2` (serves "v2" on :80).
+    pub app_v2: String,
+    /// `REG/berth-test/app:latest` (= v1 when the bed was made; tests may move it).
+    pub app_latest: String,
+}
+
+/// PEM files for a TLS client or server; `dir` holds them as ca.pem/cert.pem/key.pem
+/// (usable as `DOCKER_CERT_PATH`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    /// CA to verify the peer with.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    /// PKCS#8 private key.
+    pub key: PathBuf,
+    /// CA that signed `cert`.
+    pub signer_ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TestHost {
+    /// `host1`, `host2`, ...
+    pub name: String,
+    /// Network namespace (`/var/run/netns/<netns>`).
+    pub netns: String,
+    /// Root-namespace end of the host's veth (down = host unreachable).
+    pub veth: String,
+    /// The host's own address, reachable from the root namespace (published ports live here).
+    pub address: String,
+    /// `unix:///…/docker.sock`
+    pub unix: String,
+    /// `tcp://ADDRESS:2376`, TLS with client certificates required.
+    pub tcp: String,
+    /// Client TLS files for `tcp` (same as [`Testbed::client_tls`]).
+    pub tls: TlsFiles,
+    /// The daemon's own certificate (IP SAN = `address`).
+    pub server_tls: TlsFiles,
+    pub pidfile: PathBuf,
+    /// dockerd's log (its containerd logs there too).
+    pub log: PathBuf,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// Cgroup the host's containers live under.
+    pub cgroup_parent: String,
+    /// The exact dockerd command line (nsenter … dockerd …) that `start-host` runs.
+    pub start_cmd: Vec<String>,
+}
+
+impl TestHost {
+    /// `ADDRESS:2376`.
+    pub fn tcp_addr(&self) -> String {
+        self.tcp.trim_start_matches("tcp://").to_string()
+    }
+    /// Path of the unix socket (without `unix://`).
+    pub fn socket_path(&self) -> &Path {
+        Path::new(self.unix.trim_start_matches("unix://"))
+    }
+}
+
+static TESTBED: OnceLock<Result<Testbed, String>> = OnceLock::new();
+/// Tests that need all hosts up take it shared; a host outage takes it exclusively.
+static HOSTS: RwLock<()> = RwLock::new(());
+
+/// Path of `scripts/testbed` in this checkout.
+pub fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed")
+}
+
+fn describe(cmd: &str, out: &Output) -> String {
+    format!(
+        "`{cmd}` exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn start() -> Result<Testbed, String> {
+    let script = script_path();
+    let out = Command::new(&script)
+        .arg("up")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(describe(&format!("{} up", script.display()), &out));
+    }
+    // `up` prints the path of testbed.json as its last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json_path = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim()))
+        .ok_or_else(|| describe("scripts/testbed up printed no path", &out))?;
+    let text = std::fs::read_to_string(&json_path)
+        .map_err(|e| format!("cannot read {}: {e}", json_path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("bad {}: {e}\n{text}", json_path.display()))
+}
+
+impl Testbed {
+    /// The test bed, started (or found healthy, or repaired) by `scripts/testbed up` on first
+    /// use in this process. Panics with the script's output when it cannot start: a test that
+    /// needs the bed fails with the reason, it never skips silently.
+    pub fn get() -> &'static Testbed {
+        match TESTBED.get_or_init(start) {
+            Ok(tb) => tb,
+            Err(e) => panic!("the berth test bed could not start:\n{e}"),
+        }
+    }
+
+    pub fn host(&self, name: &str) -> &TestHost {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| {
+                let names: Vec<_> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+                panic!("no test host {name:?}; the bed has {names:?}")
+            })
+    }
+
+    pub fn host_names(&self) -> Vec<&str> {
+        self.hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    /// `/usr/bin/docker -H unix://… ARGS` against `host`'s daemon.
+    pub fn docker(&self, host: &str, args: &[&str]) -> Output {
+        let h = self.host(host);
+        docker_cmd()
+            .arg("-H")
+            .arg(&h.unix)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
+    }
+
+    /// Like [`Testbed::docker`], but panics (with stdout/stderr) unless it succeeds; returns
+    /// trimmed stdout.
+    pub fn docker_ok(&self, host: &str, args: &[&str]) -> String {
+        let out = self.docker(host, args);
+        if !out.status.success() {
+            panic!(
+                "{}",
+                describe(&format!("docker -H {host} {}", args.join(" ")), &out)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `/usr/bin/docker --tlsverify … -H tcp://ADDR:2376 ARGS` with the given client files
+    /// (`&tb.client_tls` is accepted, `&tb.rogue_tls` is refused).
+    pub fn docker_tls(&self, host: &str, tls: &TlsFiles, args: &[&str]) -> Output {
+        let h = self.host(host);
+        docker_cmd()
+            .arg("--tlsverify")
+            .arg("--tlscacert")
+            .arg(&tls.ca)
+            .arg("--tlscert")
+            .arg(&tls.cert)
+            .arg("--tlskey")
+            .arg(&tls.key)
+            .arg("-H")
+            .arg(&h.tcp)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
+    }
+
+    /// Host port that `container`'s `port` (e.g. "80/tcp") is published on, on `host`'s
+    /// address. Publish with `-p 80` to let Docker pick a free one.
+    pub fn published_port(&self, host: &str, container: &str, port: &str) -> u16 {
+        let out = self.docker_ok(host, &["port", container, port]);
+        out.lines()
+            .find_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{container} on {host} publishes no {port}: {out:?}"))
+    }
+
+    /// Removes the container (`docker rm -f -v`) when the returned guard drops.
+    pub fn container(&self, host: &str, name: &str) -> Container {
+        Container {
+            host: host.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Runs `scripts/testbed ARGS` (with this bed's dir); panics unless it succeeds.
+    pub fn script(&self, args: &[&str]) -> Output {
+        let out = Command::new(&self.script)
+            .args(args)
+            .env("BERTH_TESTBED_DIR", &self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.script.display()));
+        if !out.status.success() {
+            panic!(
+                "{}",
+                describe(&format!("scripts/testbed {}", args.join(" ")), &out)
+            );
+        }
+        out
+    }
+
+    /// Kills the host like a power loss: dockerd, containerd, shims and containers.
+    /// Prefer [`Testbed::outage`], which also keeps other tests off the bed meanwhile.
+    pub fn stop_host(&self, name: &str) {
+        self.script(&["stop-host", name]);
+    }
+
+    /// SIGTERM to dockerd: it stops its containers first (up to their stop timeout).
+    pub fn stop_host_graceful(&self, name: &str) {
+        self.script(&["stop-host", name, "--graceful"]);
+    }
+
+    /// Starts the host's dockerd again and waits until it answers on unix and tcp.
+    /// Containers with a restart policy come back, as after a reboot.
+    pub fn start_host(&self, name: &str) {
+        self.script(&["start-host", name]);
+    }
+
+    /// Takes the host's link down: connections to it time out (network partition).
+    pub fn disconnect_host(&self, name: &str) {
+        self.script(&["disconnect-host", name]);
+    }
+
+    pub fn connect_host(&self, name: &str) {
+        self.script(&["connect-host", name]);
+    }
+
+    /// Hold this while the test needs every host up; blocks while an [`Outage`] is going on.
+    pub fn shared(&self) -> RwLockReadGuard<'static, ()> {
+        HOSTS.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops `host` (hard) once every [`Testbed::shared`] holder is done, and starts it again
+    /// when the guard drops, even if the test panics.
+    pub fn outage(&self, host: &str) -> Outage<'_> {
+        let lock = HOSTS.write().unwrap_or_else(|e| e.into_inner());
+        self.stop_host(host);
+        Outage {
+            tb: self,
+            host: host.to_string(),
+            _lock: lock,
+        }
+    }
+}
+
+fn docker_cmd() -> Command {
+    let mut c = Command::new(DOCKER);
+    // Only our -H decides which daemon answers.
+    for v in [
+        "DOCKER_HOST",
+        "DOCKER_CONTEXT",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// `docker rm -f -v NAME` on drop.
+pub struct Container {
+    pub host: String,
+    pub name: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Some(Ok(tb)) = TESTBED.get() {
+            let _ = tb.docker(&self.host, &["rm", "-f", "-v", &self.name]);
+        }
+    }
+}
+
+/// A host taken down by [`Testbed::outage`]; started again on drop.
+pub struct Outage<'a> {
+    tb: &'a Testbed,
+    host: String,
+    _lock: RwLockWriteGuard<'static, ()>,
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        let out = Command::new(&self.tb.script)
+            .args(["start-host", &self.host])
+            .env("BERTH_TESTBED_DIR", &self.tb.dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) if !std::thread::panicking() => panic!("{}", describe("start-host", &o)),
+            Ok(o) => eprintln!("{}", describe("start-host", &o)),
+            Err(e) => eprintln!("cannot run start-host: {e}"),
+        }
+    }
+}
+
+/// A name no other test (in this process or another test binary) uses: `PREFIX-PID-N`.
+/// Valid as a container, network, volume or app name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// One plain HTTP/1.0 GET; returns (status code, body).
+pub fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let addr: SocketAddr = format!("{ip}:{port}")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let mut s = TcpStream::connect_timeout(&addr, secs(3))?;
+    s.set_read_timeout(Some(secs(5)))?;
+    s.set_write_timeout(Some(secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not HTTP: {head:?}"),
+            )
+        })?;
+    Ok((status, body.to_string()))
+}
+
+/// Polls `http://IP:PORT/PATH` until a 200 response whose body contains `needle`; returns
+/// the body. Panics with the last answer or error after `timeout`.
+pub fn wait_for_http(ip: &str, port: u16, path: &str, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match http_get(ip, port, path) {
+            Ok((200, body)) if body.contains(needle) => return body,
+            r => r,
+        };
+        if Instant::now() >= deadline {
+            panic!("http://{ip}:{port}{path} never answered 200 with {needle:?} within {timeout:?}; last: {last:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls `f` until it returns true; false after `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
