@@ -10,7 +10,10 @@ fn indent(text: &str) -> String {
 
 /// A valid App header with image `shop:1` and the given `spec` lines.
 fn app(spec: &str) -> String {
-    format!("apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: shop}}\nspec:\n  image: shop:1\n{}", indent(spec))
+    format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: shop}}\nspec:\n  image: shop:1\n{}",
+        indent(spec)
+    )
 }
 
 /// An App named `name` in `ns` publishing `port` from role web on host1.
@@ -358,10 +361,7 @@ fn only_app(text: &str) -> App {
 }
 
 fn hosts(names: &[&str]) -> Vec<Host> {
-    let docs: String = names
-        .iter()
-        .map(|n| host("endpoint: unix:///d.sock").replace("host1", n) + "---\n")
-        .collect();
+    let docs: String = names.iter().map(|n| host("endpoint: unix:///d.sock").replace("host1", n) + "---\n").collect();
     parse_str("hosts.yaml", &docs)
         .unwrap()
         .into_iter()

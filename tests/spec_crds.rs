@@ -66,7 +66,8 @@ fn names_and_scopes() {
 fn assert_structural(node: &Value, path: &str) {
     let obj = node.as_object().unwrap_or_else(|| panic!("{path}: schema node is not an object"));
     assert!(!obj.contains_key("$ref") && !obj.contains_key("$schema") && !obj.contains_key("$defs"), "{path}: {node}");
-    let escape = obj.contains_key("x-kubernetes-int-or-string") || obj.contains_key("x-kubernetes-preserve-unknown-fields");
+    let escape =
+        obj.contains_key("x-kubernetes-int-or-string") || obj.contains_key("x-kubernetes-preserve-unknown-fields");
     assert!(obj.contains_key("type") || escape, "{path}: node without type: {node}");
     assert!(!(obj.contains_key("properties") && obj.contains_key("additionalProperties")), "{path}");
     if !obj.contains_key("x-kubernetes-int-or-string") {

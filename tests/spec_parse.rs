@@ -86,7 +86,11 @@ fn defaults_apply() {
 fn folder_loads_every_resource_file_sorted_and_ignores_others() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("b-app.yml"), APP).unwrap();
-    std::fs::write(dir.path().join("a-host.json"), serde_json::to_string(&serde_yaml_ng::from_str::<serde_json::Value>(HOST).unwrap()).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("a-host.json"),
+        serde_json::to_string(&serde_yaml_ng::from_str::<serde_json::Value>(HOST).unwrap()).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("README.md"), "not a resource").unwrap();
     let loaded = load_paths(&[dir.path().to_path_buf()]).unwrap();
     let files: Vec<&str> = loaded.iter().map(|l| l.file.rsplit('/').next().unwrap()).collect();
@@ -114,4 +118,11 @@ fn errors_in_files_and_in_other_files_are_reported_together() {
     assert_eq!(err.0[0].file, dir.path().join("gone.yaml").display().to_string());
     assert_eq!(err.0[1].path, "spec.roles.web.hosts[0]");
     assert_eq!(err.0[1].doc, Some(0));
+}
+
+#[test]
+fn byte_order_mark_is_ignored() {
+    assert_eq!(parse_str("h.yaml", &format!("\u{feff}{HOST}")).unwrap().len(), 1);
+    let json = serde_json::to_string(&serde_yaml_ng::from_str::<serde_json::Value>(APP).unwrap()).unwrap();
+    assert_eq!(parse_str("a.json", &format!("\u{feff}{json}")).unwrap().len(), 1);
 }

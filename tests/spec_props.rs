@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 
 use berth::spec::{
-    load_sources, parse_duration, parse_endpoint, parse_image, parse_memory, parse_port, parse_restart,
-    parse_str, parse_volume, PortMapping, Protocol,
+    load_sources, parse_duration, parse_endpoint, parse_image, parse_memory, parse_port, parse_restart, parse_str,
+    parse_volume, PortMapping, Protocol,
 };
 use proptest::prelude::*;
 

@@ -6,11 +6,26 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `unix:///var/run/docker.sock`: a local socket (absolute path).
-    Unix { path: String },
+    Unix {
+        /// Absolute socket path.
+        path: String,
+    },
     /// `tcp://10.0.0.5:2376`: mutual TLS unless the Host says `insecure: true`.
-    Tcp { addr: String, port: u16 },
+    Tcp {
+        /// Host name or IP (IPv6 bracketed).
+        addr: String,
+        /// Docker's TLS port is conventionally 2376.
+        port: u16,
+    },
     /// `ssh://deploy@10.0.0.5[:22]`: Docker over SSH.
-    Ssh { user: String, addr: String, port: Option<u16> },
+    Ssh {
+        /// Login user on the host.
+        user: String,
+        /// Host name or IP (IPv6 bracketed).
+        addr: String,
+        /// SSH port; `None` means ssh's default (22 or ssh config).
+        port: Option<u16>,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -30,16 +45,15 @@ pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
         return parse_unix(path);
     }
     if let Some(rest) = s.strip_prefix("tcp://") {
-        let (addr, port) = split_addr_port(rest).ok_or_else(|| format!("bad tcp endpoint {s:?}: expected tcp://ADDR:PORT"))?;
+        let (addr, port) =
+            split_addr_port(rest).ok_or_else(|| format!("bad tcp endpoint {s:?}: expected tcp://ADDR:PORT"))?;
         let port = port.ok_or_else(|| format!("bad tcp endpoint {s:?}: expected tcp://ADDR:PORT"))?;
         return Ok(Endpoint::Tcp { addr, port });
     }
     if let Some(rest) = s.strip_prefix("ssh://") {
         return parse_ssh(s, rest);
     }
-    Err(format!(
-        "unsupported endpoint {s:?}: use unix:///path, tcp://ADDR:PORT or ssh://user@addr[:port]"
-    ))
+    Err(format!("unsupported endpoint {s:?}: use unix:///path, tcp://ADDR:PORT or ssh://user@addr[:port]"))
 }
 
 fn parse_unix(path: &str) -> Result<Endpoint, String> {
@@ -79,7 +93,9 @@ fn split_addr_port(s: &str) -> Option<(String, Option<u16>)> {
         return None;
     }
     let port = match port {
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok().filter(|&n| n > 0)?),
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok().filter(|&n| n > 0)?)
+        }
         Some(_) => return None,
         None => None,
     };
@@ -91,9 +107,9 @@ fn addr_ok(addr: &str) -> bool {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
     }
     !addr.is_empty()
-        && addr.split('.').all(|c| {
-            !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !c.starts_with('-')
-        })
+        && addr
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !c.starts_with('-'))
 }
 
 #[cfg(test)]
@@ -102,8 +118,14 @@ mod tests {
 
     #[test]
     fn parses_all_schemes() {
-        assert_eq!(parse_endpoint("unix:///var/run/docker.sock").unwrap(), Endpoint::Unix { path: "/var/run/docker.sock".into() });
-        assert_eq!(parse_endpoint("tcp://10.0.0.5:2376").unwrap(), Endpoint::Tcp { addr: "10.0.0.5".into(), port: 2376 });
+        assert_eq!(
+            parse_endpoint("unix:///var/run/docker.sock").unwrap(),
+            Endpoint::Unix { path: "/var/run/docker.sock".into() }
+        );
+        assert_eq!(
+            parse_endpoint("tcp://10.0.0.5:2376").unwrap(),
+            Endpoint::Tcp { addr: "10.0.0.5".into(), port: 2376 }
+        );
         assert_eq!(
             parse_endpoint("ssh://deploy@web-1.example.com:2222").unwrap(),
             Endpoint::Ssh { user: "deploy".into(), addr: "web-1.example.com".into(), port: Some(2222) }
@@ -113,7 +135,16 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in ["http://x", "unix://var/run/docker.sock", "tcp://host", "tcp://host:0", "tcp://:80", "ssh://host", "ssh://@h", "tcp://h:99999"] {
+        for bad in [
+            "http://x",
+            "unix://var/run/docker.sock",
+            "tcp://host",
+            "tcp://host:0",
+            "tcp://:80",
+            "ssh://host",
+            "ssh://@h",
+            "tcp://h:99999",
+        ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }

@@ -8,6 +8,7 @@ pub struct ImageRef {
     pub registry: Option<String>,
     /// Slash-separated lowercase path (`team/app`).
     pub repository: String,
+    /// `[\w][\w.-]{0,127}`; `None` means Docker's `latest`.
     pub tag: Option<String>,
     /// `sha256:<64 hex>`.
     pub digest: Option<String>,

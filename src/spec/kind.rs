@@ -7,7 +7,9 @@ use super::types::Resource;
 /// A resource kind; one place for its singular, plural and scope so parse, store and CRDs agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
+    /// An application in a namespace.
     App,
+    /// A Docker host (cluster-scoped).
     Host,
 }
 

@@ -17,9 +17,11 @@ use super::validate::validate;
 /// can point back at the file and document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
+    /// The file name as given (or the label passed to `load_sources`).
     pub file: String,
     /// 0-based position of the document in the file.
     pub doc: usize,
+    /// The parsed resource.
     pub resource: Resource,
 }
 
@@ -89,10 +91,8 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>, SpecError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let entries = std::fs::read_dir(path).map_err(|e| file_error(path, format!("cannot read folder: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && has_resource_extension(p))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && has_resource_extension(p)).collect();
     files.sort();
     if files.is_empty() {
         return Err(file_error(path, "folder has no .yaml, .yml or .json files"));
@@ -112,12 +112,13 @@ fn read_into(path: &Path, sources: &mut Vec<(String, String)>, errors: &mut Vec<
 }
 
 fn looks_like_json(file: &str, text: &str) -> bool {
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    let trimmed = text.trim_start();
     file.ends_with(".json") || trimmed.starts_with('{') || trimmed.starts_with('[')
 }
 
 /// Splits a file into raw documents `(index, value)`, then types each one.
 fn parse_docs(file: &str, text: &str) -> (Vec<Loaded>, Vec<SpecError>) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (raw, mut errors) = if looks_like_json(file, text) { json_docs(file, text) } else { yaml_docs(file, text) };
     let mut loaded = Vec::new();
     for (doc, value) in raw {

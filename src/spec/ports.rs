@@ -7,8 +7,10 @@ use std::net::IpAddr;
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Protocol {
+    /// Docker's default when a port names no protocol.
     #[default]
     Tcp,
+    /// Datagram ports (DNS, syslog, ...).
     Udp,
 }
 
@@ -33,8 +35,11 @@ impl fmt::Display for Protocol {
 pub struct PortMapping {
     /// The host address to bind; `None` means every address.
     pub host_ip: Option<IpAddr>,
+    /// The port on the host (1..=65535).
     pub host_port: u16,
+    /// The port inside the container (1..=65535).
     pub container_port: u16,
+    /// tcp unless the entry says `/udp`.
     pub protocol: Protocol,
 }
 
@@ -43,9 +48,7 @@ impl PortMapping {
     ///
     /// An unspecified (or `0.0.0.0`/`::`) address overlaps every address of the host.
     pub fn conflicts_with(&self, other: &PortMapping) -> bool {
-        self.host_port == other.host_port
-            && self.protocol == other.protocol
-            && ips_overlap(self.host_ip, other.host_ip)
+        self.host_port == other.host_port && self.protocol == other.protocol && ips_overlap(self.host_ip, other.host_ip)
     }
 }
 

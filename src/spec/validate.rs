@@ -244,7 +244,9 @@ fn check_positive_duration(p: &mut Problems, path: &str, text: &str) {
 /// One host port an app publishes on one host, with the spec path that asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {
+    /// The Host name the port is bound on.
     pub host: String,
+    /// The parsed port entry.
     pub mapping: PortMapping,
     /// `spec.roles.web.ports[0]`
     pub path: String,
@@ -281,12 +283,17 @@ fn check_ports_unique(p: &mut Problems, app: &App) {
     let ports = published_ports(app);
     let mut reported = BTreeSet::new();
     for (i, later) in ports.iter().enumerate() {
-        let clash = ports[..i]
-            .iter()
-            .find(|earlier| earlier.host == later.host && earlier.path != later.path && earlier.mapping.conflicts_with(&later.mapping));
+        let clash = ports[..i].iter().find(|earlier| {
+            earlier.host == later.host && earlier.path != later.path && earlier.mapping.conflicts_with(&later.mapping)
+        });
         if let Some(earlier) = clash {
             if reported.insert(later.path.clone()) {
-                let msg = format!("host port {} on {} already published by {}", port_label(&later.mapping), later.host, earlier.path);
+                let msg = format!(
+                    "host port {} on {} already published by {}",
+                    port_label(&later.mapping),
+                    later.host,
+                    earlier.path
+                );
                 p.push(later.path.clone(), msg);
             }
         }

@@ -46,7 +46,9 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 /// A Docker restart policy, as the engine passes it to Docker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RestartPolicy {
+    /// Never restart (one-shot tasks).
     No,
+    /// Restart always, even after a manual stop once the daemon restarts.
     Always,
     /// berth's default: survives daemon restarts but respects a manual stop.
     #[default]

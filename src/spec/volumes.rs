@@ -6,9 +6,23 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum VolumeMount {
     /// A Docker-managed named volume, created on demand on each host.
-    Named { name: String, target: String, read_only: bool },
+    Named {
+        /// Docker volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
+        name: String,
+        /// Absolute path in the container.
+        target: String,
+        /// `:ro` was given.
+        read_only: bool,
+    },
     /// A host directory or file mounted into the container.
-    Bind { source: String, target: String, read_only: bool },
+    Bind {
+        /// Absolute path on the host.
+        source: String,
+        /// Absolute path in the container.
+        target: String,
+        /// `:ro` was given.
+        read_only: bool,
+    },
 }
 
 impl VolumeMount {
