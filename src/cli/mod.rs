@@ -1,1 +1,279 @@
-//! The `berth` command line (being written).
+//! The `berth` command line: parses flags, calls the library, maps every failure to a one-line
+//! message and a distinct exit code (see [`ExitCode`]); no backtraces for user errors.
+
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::spec::{self, Resource};
+use crate::store::{Store, StoreError, DEFAULT_PREFIX};
+
+/// Exit codes are a contract for scripts and CI pipelines (README "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ExitCode {
+    Ok = 0,
+    /// A spec file, a flag or an argument is wrong: fix the input.
+    InvalidInput = 1,
+    /// etcd could not be reached or refused the change.
+    Store = 2,
+    /// The named app or host does not exist.
+    NotFound = 3,
+    /// A converge finished but the app is not Ready (Degraded, Blocked, a host down).
+    NotReady = 4,
+    /// Waiting for Ready ran out of time.
+    Timeout = 5,
+}
+
+/// An error on its way to the user: the message and the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        let code = match e {
+            StoreError::NotFound(_) => ExitCode::NotFound,
+            _ => ExitCode::Store,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<spec::SpecErrors> for Failure {
+    fn from(e: spec::SpecErrors) -> Failure {
+        Failure::new(ExitCode::InvalidInput, e.to_string())
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about = "A Kubernetes-style operator for plain Docker hosts")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand shares.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, global = true, env = "BERTH_ETCD_ENDPOINTS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Root of berth's keys in etcd.
+    #[arg(long, global = true, env = "BERTH_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check spec files offline; prints every error with file, document and field.
+    Validate {
+        /// Files or folders (every *.yaml, *.yml, *.json in them).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write Apps and Hosts into etcd (Hosts first), after validating them against what is stored.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Validate and report what would change, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored resources.
+    Get {
+        #[arg(value_enum)]
+        kind: GetKind,
+        /// Only this namespace (apps).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Delete an App (its containers are removed by the next converge) or an unused Host.
+    Delete {
+        #[command(subcommand)]
+        what: DeleteWhat,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetKind {
+    #[value(alias = "app")]
+    Apps,
+    #[value(alias = "host")]
+    Hosts,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeleteWhat {
+    App {
+        name: String,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
+    Host {
+        name: String,
+    },
+}
+
+/// Entry point of the binary: returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::InvalidInput } else { ExitCode::Ok };
+            let _ = e.print();
+            return code as i32;
+        }
+    };
+    init_logging(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::Ok as i32,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            f.code as i32
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Validate { files } => {
+            let loaded = spec::load_paths(&files)?;
+            for l in &loaded {
+                println!("{} valid ({})", l.resource.display_name(), l.file);
+            }
+            Ok(())
+        }
+        Command::Apply { files, dry_run } => {
+            let loaded = spec::load_paths(&files)?;
+            let store = connect(&cli.global).await?;
+            let resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
+            check_against_store(&store, &resources).await?;
+            for r in hosts_first(&resources) {
+                let outcome = store.apply(r, dry_run).await?;
+                let suffix = if dry_run { " (dry run)" } else { "" };
+                println!("{} {outcome}{suffix}", r.display_name());
+            }
+            Ok(())
+        }
+        Command::Get { kind, namespace, output } => {
+            let store = connect(&cli.global).await?;
+            let text = match kind {
+                GetKind::Apps => output::apps(&store.list_apps(namespace.as_deref()).await?, output),
+                GetKind::Hosts => output::hosts(&store.list_hosts().await?, output),
+            };
+            print!("{text}");
+            Ok(())
+        }
+        Command::Delete { what } => {
+            let store = connect(&cli.global).await?;
+            match what {
+                DeleteWhat::App { name, namespace } => {
+                    store.delete_app(&namespace, &name).await?;
+                    println!("app/{name} -n {namespace} marked for deletion");
+                }
+                DeleteWhat::Host { name } => {
+                    store.delete_host(&name).await?;
+                    println!("host/{name} deleted");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Connects with the global flags; the error already names the endpoints.
+pub async fn connect(global: &GlobalArgs) -> Result<Store, Failure> {
+    Ok(Store::connect(&global.etcd, &global.prefix).await?)
+}
+
+/// Hosts are written before Apps so an App never lands before the Hosts it names.
+fn hosts_first(resources: &[Resource]) -> Vec<&Resource> {
+    let hosts = resources.iter().filter(|r| matches!(r, Resource::Host(_)));
+    let apps = resources.iter().filter(|r| matches!(r, Resource::App(_)));
+    hosts.chain(apps).collect()
+}
+
+/// Cross-resource checks (host names defined, host ports free) against the store plus this batch,
+/// all before anything is written, so a bad batch writes nothing.
+async fn check_against_store(store: &Store, batch: &[Resource]) -> Result<(), Failure> {
+    let mut hosts = store.list_hosts().await?;
+    let mut others = store.list_apps(None).await?;
+    for r in batch {
+        match r {
+            Resource::Host(h) => {
+                hosts.retain(|x| x.metadata.name != h.metadata.name);
+                hosts.push(h.clone());
+            }
+            Resource::App(a) => {
+                others.retain(|x| !(x.metadata.name == a.metadata.name && x.namespace() == a.namespace()));
+                others.push(a.clone());
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for r in batch {
+        if let Resource::App(app) = r {
+            let rest: Vec<_> = others
+                .iter()
+                .filter(|x| !(x.metadata.name == app.metadata.name && x.namespace() == app.namespace()))
+                .cloned()
+                .collect();
+            for (path, message) in spec::validate_against_store(app, &hosts, &rest) {
+                errors.push(format!("{}: {path}: {message}", r.display_name()));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(ExitCode::InvalidInput, errors.join("\n")))
+    }
+}
