@@ -1,0 +1,241 @@
+//! From an App spec to the exact containers each host should run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::spec::{self, App, Command, Host};
+
+use super::labels::{self, Component};
+use super::types::{restart_text, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv, VolumeMount};
+
+/// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
+/// rollout rather than an accident of serialization.
+const HASH_VERSION: u32 = 1;
+
+/// The runtime config the hash covers. Field order and encodings are part of the hash: do not
+/// change them without bumping [`HASH_VERSION`]. Ports, volumes and the restart policy are encoded
+/// here field by field rather than through another module's `Display`/`Serialize`, so a cosmetic
+/// change elsewhere can never roll every container in the fleet.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    version: u32,
+    image: &'a str,
+    cmd: &'a Option<Vec<String>>,
+    env: &'a BTreeMap<String, String>,
+    /// `(ip, hostPort, containerPort, protocol)`, sorted: order in the spec does not matter.
+    ports: Vec<(Option<String>, u16, u16, &'static str)>,
+    /// `(kind, source, target, readOnly)`, sorted.
+    volumes: Vec<(&'static str, &'a str, &'a str, bool)>,
+    healthcheck: &'a Option<HealthcheckConfig>,
+    labels: &'a BTreeMap<String, String>,
+    restart: String,
+    memory: Option<i64>,
+    nano_cpus: Option<i64>,
+    network: &'a str,
+    alias: &'a str,
+}
+
+fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
+    (p.host_ip.map(|ip| ip.to_string()), p.host_port, p.container_port, p.protocol.as_str())
+}
+
+fn canonical_volume(v: &VolumeMount) -> (&'static str, &str, &str, bool) {
+    match v {
+        VolumeMount::Named { name, target, read_only } => ("volume", name, target, *read_only),
+        VolumeMount::Bind { source, target, read_only } => ("bind", source, target, *read_only),
+    }
+}
+
+/// The parts of a role or an accessory the planner reads, so both go through one code path.
+struct Source<'a> {
+    component: Component,
+    image: &'a str,
+    hosts: &'a [String],
+    cmd: Option<&'a Command>,
+    env: BTreeMap<String, String>,
+    ports: &'a [String],
+    volumes: &'a [String],
+    healthcheck: Option<&'a spec::Healthcheck>,
+    labels: &'a BTreeMap<String, String>,
+    restart: Option<&'a str>,
+    memory: Option<&'a str>,
+    cpus: Option<f64>,
+}
+
+pub(crate) fn desired(
+    app: &App,
+    hosts: &[Host],
+    images: &BTreeMap<String, String>,
+) -> Result<Vec<DesiredContainer>, PlanError> {
+    if app.metadata.deletion_timestamp.is_some() {
+        return Ok(Vec::new());
+    }
+    let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    let mut out = Vec::new();
+    for source in sources(app) {
+        let template = build(app, &source, images)?;
+        let on: BTreeSet<&String> = source.hosts.iter().collect();
+        for host in on {
+            if !known.contains(host.as_str()) {
+                return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.clone() });
+            }
+            out.push(DesiredContainer { host: host.clone(), ..template.clone() });
+        }
+    }
+    Ok(out)
+}
+
+/// Accessories first, then roles, each in name order: the order the plan's phases use.
+fn sources(app: &App) -> Vec<Source<'_>> {
+    let mut out = Vec::new();
+    for (name, a) in &app.spec.accessories {
+        out.push(Source {
+            component: Component::Accessory(name.clone()),
+            image: &a.image,
+            hosts: &a.hosts,
+            cmd: a.cmd.as_ref(),
+            env: a.env.clone(),
+            ports: &a.ports,
+            volumes: &a.volumes,
+            healthcheck: a.healthcheck.as_ref(),
+            labels: &a.labels,
+            restart: None,
+            memory: None,
+            cpus: None,
+        });
+    }
+    for (name, r) in &app.spec.roles {
+        let mut env = app.spec.env.clone();
+        env.extend(r.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out.push(Source {
+            component: Component::Role(name.clone()),
+            image: &app.spec.image,
+            hosts: &r.hosts,
+            cmd: r.cmd.as_ref(),
+            env,
+            ports: &r.ports,
+            volumes: &r.volumes,
+            healthcheck: r.healthcheck.as_ref(),
+            labels: &r.labels,
+            restart: r.restart.as_deref(),
+            memory: r.memory.as_deref(),
+            cpus: r.cpus,
+        });
+    }
+    out
+}
+
+/// The container for one component, with an empty `host`; identical on every host.
+fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result<DesiredContainer, PlanError> {
+    let invalid = |field: &str, message: String| PlanError::InvalidSpec {
+        component: s.component.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
+    let image = images.get(s.image).ok_or_else(|| PlanError::UnresolvedImage { image: s.image.to_string() })?;
+    let ports =
+        s.ports.iter().map(|p| spec::parse_port(p)).collect::<Result<Vec<_>, _>>().map_err(|e| invalid("ports", e))?;
+    let volumes = s
+        .volumes
+        .iter()
+        .map(|v| spec::parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("volumes", e))?;
+    let healthcheck = match s.healthcheck {
+        None => None,
+        Some(h) => {
+            let dur = |field: &str, v: &Option<String>| {
+                v.as_deref().map(spec::parse_duration).transpose().map_err(|e| invalid(field, e))
+            };
+            Some(HealthcheckConfig {
+                test: match &h.cmd {
+                    Command::Shell(c) => vec!["CMD-SHELL".to_string(), c.clone()],
+                    Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                },
+                interval: dur("healthcheck.interval", &h.interval)?,
+                timeout: dur("healthcheck.timeout", &h.timeout)?,
+                retries: h.retries,
+                start_period: dur("healthcheck.startPeriod", &h.start_period)?,
+            })
+        }
+    };
+    let restart =
+        s.restart.map(spec::parse_restart).transpose().map_err(|e| invalid("restart", e))?.unwrap_or_default();
+    let memory = s
+        .memory
+        .map(|m| spec::parse_memory(m).and_then(|b| i64::try_from(b).map_err(|_| format!("memory {m:?} out of range"))))
+        .transpose()
+        .map_err(|e| invalid("memory", e))?;
+    let nano_cpus = match s.cpus {
+        None => None,
+        Some(c) if c.is_finite() && c > 0.0 && c * 1e9 < i64::MAX as f64 => Some((c * 1e9).round() as i64),
+        Some(c) => return Err(invalid("cpus", format!("{c} is not a positive number of cores"))),
+    };
+    let cmd = s.cmd.map(|c| match c {
+        Command::Shell(sh) => vec!["sh".to_string(), "-c".to_string(), sh.clone()],
+        Command::Exec(v) => v.clone(),
+    });
+    let network = labels::network_name(app_name, ns);
+    let alias = s.component.name().to_string();
+    let identity = labels::identity_labels(app_name, ns, &s.component, s.labels);
+
+    let mut sorted_ports: Vec<_> = ports.iter().map(canonical_port).collect();
+    sorted_ports.sort();
+    let mut sorted_volumes: Vec<_> = volumes.iter().map(canonical_volume).collect();
+    sorted_volumes.sort();
+    let canonical = Canonical {
+        version: HASH_VERSION,
+        image,
+        cmd: &cmd,
+        env: &s.env,
+        ports: sorted_ports,
+        volumes: sorted_volumes,
+        healthcheck: &healthcheck,
+        labels: &identity,
+        restart: restart_text(&restart),
+        memory,
+        nano_cpus,
+        network: &network,
+        alias: &alias,
+    };
+    let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
+    let hash = hex::encode(Sha256::digest(&bytes));
+
+    let mut all_labels = identity;
+    all_labels.insert(labels::CONFIG_HASH.to_string(), hash.clone());
+    Ok(DesiredContainer {
+        host: String::new(),
+        name: format!("{app_name}-{ns}-{}-{}", s.component.name(), &hash[..8]),
+        component: s.component.clone(),
+        image: image.clone(),
+        cmd,
+        env: SecretEnv::new(s.env.clone()),
+        ports,
+        volumes,
+        healthcheck,
+        labels: all_labels,
+        restart,
+        memory,
+        nano_cpus,
+        network,
+        alias,
+        hash,
+    })
+}
+
+pub(crate) fn images_needed(app: &App, hosts: &[Host]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if app.metadata.deletion_timestamp.is_some() {
+        return out;
+    }
+    let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    for s in sources(app) {
+        for h in s.hosts.iter().filter(|h| known.contains(h.as_str())) {
+            out.entry(h.clone()).or_default().insert(s.image.to_string());
+        }
+    }
+    out
+}

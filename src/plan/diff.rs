@@ -1,0 +1,216 @@
+//! Desired vs observed: the ordered actions that converge one app in one namespace.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::spec::{App, Host};
+
+use super::desired::desired;
+use super::labels::{self, Component};
+use super::types::{
+    Action, ContainerState, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError, RoleStep,
+};
+
+/// What to do about one desired container.
+enum Decision<'a> {
+    /// Current and up.
+    Nothing,
+    /// Current but stopped.
+    Start(&'a ObservedContainer),
+    /// Running an older config.
+    Replace(&'a ObservedContainer),
+    /// Absent.
+    Create,
+}
+
+/// Plan-wide bookkeeping so each network and each image is handled once per host.
+struct Builder<'a> {
+    app: &'a str,
+    namespace: &'a str,
+    network: String,
+    visible: BTreeMap<&'a str, &'a HostObservation>,
+    /// `(host, id)` of containers a desired container keeps (or replaces itself); prune skips them.
+    claimed: BTreeSet<(String, String)>,
+    /// Hosts whose network was already checked.
+    networked: BTreeSet<String>,
+    /// `(host, image)` pairs already pulled in this plan.
+    pulled: BTreeSet<(String, String)>,
+}
+
+impl<'a> Builder<'a> {
+    /// Appends the prerequisites of `d` (network on first sight of the host, image pull when a
+    /// container will be created) and returns what to do with `d` itself.
+    fn decide(&mut self, d: &DesiredContainer, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
+        let obs = *self.visible.get(d.host.as_str())?;
+        if self.networked.insert(d.host.clone()) && !obs.networks.iter().any(|n| n.name == self.network) {
+            // A same-named network without our labels still blocks creation, so it counts as present.
+            prep.push(Action::CreateNetwork { host: d.host.clone(), network: self.network.clone() });
+        }
+        let same_component: Vec<&'a ObservedContainer> = ours(obs, self.app, self.namespace)
+            .filter(|c| labels::component_of(&c.labels).as_ref() == Some(&d.component))
+            .collect();
+        let hash_of = |c: &ObservedContainer| labels::config_hash_of(&c.labels) == Some(d.hash.as_str());
+        let (going, live): (Vec<_>, Vec<_>) =
+            same_component.into_iter().partition(|c| c.state == ContainerState::Removing);
+        let current: Vec<_> = live.iter().copied().filter(|c| hash_of(c)).collect();
+
+        let decision = if let Some(keep) = best(&current) {
+            self.claim(&d.host, keep);
+            if keep.state.is_up() {
+                Decision::Nothing
+            } else {
+                Decision::Start(keep)
+            }
+        } else if going.iter().any(|c| hash_of(c)) {
+            // The current container is being removed under our name; wait for it to go rather than
+            // collide with it, and keep whatever else serves meanwhile.
+            if let Some(keep) = best(&live) {
+                self.claim(&d.host, keep);
+            }
+            Decision::Nothing
+        } else if let Some(keep) = best(&live) {
+            self.claim(&d.host, keep);
+            Decision::Replace(keep)
+        } else {
+            Decision::Create
+        };
+        if matches!(decision, Decision::Create | Decision::Replace(_))
+            && self.pulled.insert((d.host.clone(), d.image.clone()))
+        {
+            prep.push(Action::Pull { host: d.host.clone(), image: d.image.clone() });
+        }
+        Some(decision)
+    }
+
+    fn claim(&mut self, host: &str, c: &ObservedContainer) {
+        self.claimed.insert((host.to_string(), c.id.clone()));
+    }
+}
+
+/// Containers of this app+namespace on a host: the only ones the planner may ever touch.
+fn ours<'a>(obs: &'a HostObservation, app: &'a str, ns: &'a str) -> impl Iterator<Item = &'a ObservedContainer> + 'a {
+    obs.containers.iter().filter(move |c| labels::belongs_to(&c.labels, app, ns))
+}
+
+/// Among several containers of one component, the one to keep: up beats stopped (it is serving),
+/// then newest, then the smallest id so the choice is deterministic.
+fn best<'a>(cs: &[&'a ObservedContainer]) -> Option<&'a ObservedContainer> {
+    cs.iter()
+        .copied()
+        .min_by(|a, b| b.state.is_up().cmp(&a.state.is_up()).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id)))
+}
+
+fn act(d: &DesiredContainer, decision: Decision<'_>) -> Option<Action> {
+    let host = d.host.clone();
+    match decision {
+        Decision::Nothing => None,
+        Decision::Start(c) => Some(Action::Start { host, id: c.id.clone(), name: c.name.clone() }),
+        Decision::Replace(c) => {
+            Some(Action::Replace { host, old_id: c.id.clone(), old_name: c.name.clone(), new: d.clone() })
+        }
+        Decision::Create => Some(Action::Create { host, container: d.clone() }),
+    }
+}
+
+pub(crate) fn plan(
+    app: &App,
+    hosts: &[Host],
+    images: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, HostObservation>,
+) -> Result<Plan, PlanError> {
+    let want = desired(app, hosts, images)?;
+    let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
+
+    let host_names: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    let mut visible = BTreeMap::new();
+    let mut unreachable = Vec::new();
+    for h in &host_names {
+        match observed.get(*h) {
+            Some(o) if o.reachable => {
+                visible.insert(*h, o);
+            }
+            _ => unreachable.push(h.to_string()),
+        }
+    }
+    let mut b = Builder {
+        app: app_name,
+        namespace: ns,
+        network: labels::network_name(app_name, ns),
+        visible,
+        claimed: BTreeSet::new(),
+        networked: BTreeSet::new(),
+        pulled: BTreeSet::new(),
+    };
+
+    // Phase 1: accessories, in name then host order; replacements are not batched.
+    let mut accessories = Vec::new();
+    for d in want.iter().filter(|d| matches!(d.component, Component::Accessory(_))) {
+        if let Some(decision) = b.decide(d, &mut accessories) {
+            accessories.extend(act(d, decision));
+        }
+    }
+
+    // Phase 2: roles, each after the accessories it depends on.
+    let mut roles = Vec::new();
+    if app.metadata.deletion_timestamp.is_none() {
+        for (role_name, role) in &app.spec.roles {
+            let deps: Vec<&String> = match &role.depends_on {
+                Some(list) => list.iter().collect(),
+                None => app.spec.accessories.keys().collect(),
+            };
+            let mut waits_for = Vec::new();
+            for dep in deps {
+                if !app.spec.accessories.contains_key(dep) {
+                    return Err(PlanError::UnknownAccessory { role: role_name.clone(), accessory: dep.clone() });
+                }
+                let comp = Component::Accessory(dep.clone());
+                waits_for.extend(want.iter().filter(|d| d.component == comp).map(|d| (d.host.clone(), d.name.clone())));
+            }
+
+            let comp = Component::Role(role_name.clone());
+            let mine: Vec<&DesiredContainer> = want.iter().filter(|d| d.component == comp).collect();
+            let mut first = Vec::new();
+            let mut replaces = Vec::new();
+            for d in &mine {
+                match b.decide(d, &mut first) {
+                    Some(decision @ Decision::Replace(_)) => replaces.extend(act(d, decision)),
+                    Some(decision) => first.extend(act(d, decision)),
+                    None => {}
+                }
+            }
+            let per_batch = crate::spec::max_unavailable(&app.spec.rollout.max_unavailable, mine.len());
+            let mut batches = Vec::new();
+            if !first.is_empty() {
+                batches.push(first);
+            }
+            batches.extend(replaces.chunks(per_batch).map(<[Action]>::to_vec));
+            if !batches.is_empty() {
+                roles.push(RoleStep { role: role_name.clone(), waits_for, batches });
+            }
+        }
+    }
+
+    // Phase 3: prune everything of ours that no desired container kept, on every visible host.
+    let mut prune = Vec::new();
+    let wanted_hosts: BTreeSet<&str> = want.iter().map(|d| d.host.as_str()).collect();
+    for (host, obs) in &b.visible {
+        let mut leftovers: Vec<&ObservedContainer> = ours(obs, app_name, ns)
+            .filter(|c| c.state != ContainerState::Removing)
+            .filter(|c| !b.claimed.contains(&(host.to_string(), c.id.clone())))
+            .collect();
+        leftovers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        for c in leftovers {
+            let (host, id, name) = (host.to_string(), c.id.clone(), c.name.clone());
+            if c.state.is_up() {
+                prune.push(Action::Stop { host: host.clone(), id: id.clone(), name: name.clone() });
+            }
+            prune.push(Action::Remove { host, id, name });
+        }
+        if !wanted_hosts.contains(host)
+            && obs.networks.iter().any(|n| n.name == b.network && labels::belongs_to(&n.labels, app_name, ns))
+        {
+            prune.push(Action::RemoveNetwork { host: host.to_string(), network: b.network.clone() });
+        }
+    }
+
+    Ok(Plan { app: app_name.to_string(), namespace: ns.to_string(), accessories, roles, prune, unreachable })
+}

@@ -1,0 +1,455 @@
+//! The planner's data: what should run, what was seen, and what to do about the difference.
+//!
+//! Everything here is plain data so that the planner stays pure and testable without Docker: the
+//! docker module converts bollard's types into the `Observed*` types, and the engine turns each
+//! [`Action`] into Docker calls.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+pub use super::labels::Component;
+pub use crate::spec::{PortMapping, Protocol, RestartPolicy, VolumeMount};
+
+// ---------------------------------------------------------------------------------------------
+// Desired state
+// ---------------------------------------------------------------------------------------------
+
+/// Environment variables whose values are secrets.
+///
+/// `Debug`, `Display` and `Serialize` print keys only (values become `***`), so neither logs nor
+/// `berth plan -o json` can leak a password. The engine reads the real values with
+/// [`SecretEnv::expose`] at the single place it hands them to Docker.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretEnv(BTreeMap<String, String>);
+
+impl SecretEnv {
+    /// Wraps already-merged variables.
+    pub fn new(vars: BTreeMap<String, String>) -> Self {
+        SecretEnv(vars)
+    }
+
+    /// The real values; call only where they go to Docker (or into the config hash).
+    pub fn expose(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// Variable names, which are safe to show.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// `KEY=VALUE` strings in the form Docker's create call expects.
+    pub fn to_docker(&self) -> Vec<String> {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+}
+
+impl fmt::Debug for SecretEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.keys().map(|k| (k, "***"))).finish()
+    }
+}
+
+impl fmt::Display for SecretEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for k in self.0.keys() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{k}=***")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SecretEnv {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for k in self.0.keys() {
+            m.serialize_entry(k, "***")?;
+        }
+        m.end()
+    }
+}
+
+/// A healthcheck in Docker's terms, so the engine can pass it through unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthcheckConfig {
+    /// Docker's `Test`: `["CMD-SHELL", s]` for a shell string, `["CMD", args...]` for an exec list.
+    pub test: Vec<String>,
+    /// Between checks; `None` keeps Docker's default.
+    #[serde(serialize_with = "ser_opt_ms", rename = "intervalMs")]
+    pub interval: Option<Duration>,
+    /// Per check; `None` keeps Docker's default.
+    #[serde(serialize_with = "ser_opt_ms", rename = "timeoutMs")]
+    pub timeout: Option<Duration>,
+    /// Consecutive failures before unhealthy; `None` keeps Docker's default.
+    pub retries: Option<u32>,
+    /// Grace period after start; `None` keeps Docker's default.
+    #[serde(serialize_with = "ser_opt_ms", rename = "startPeriodMs")]
+    pub start_period: Option<Duration>,
+}
+
+fn ser_opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `berth plan -o json` shows ports and volumes in the canonical text `spec` parses back.
+fn ser_display_list<T: fmt::Display, S: Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().map(|i| i.to_string()))
+}
+
+fn ser_restart<S: Serializer>(r: &RestartPolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&restart_text(r))
+}
+
+/// Docker's restart policy as written in a spec (`on-failure:3`).
+pub(crate) fn restart_text(r: &RestartPolicy) -> String {
+    match r {
+        RestartPolicy::No => "no".into(),
+        RestartPolicy::Always => "always".into(),
+        RestartPolicy::UnlessStopped => "unless-stopped".into(),
+        RestartPolicy::OnFailure(None) => "on-failure".into(),
+        RestartPolicy::OnFailure(Some(n)) => format!("on-failure:{n}"),
+    }
+}
+
+/// One container that should exist on one host, with everything the engine needs to create it.
+///
+/// Two desired containers with the same `hash` have identical runtime configs; the name embeds the
+/// hash so a new version can be created next to the old one during a rolling replace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredContainer {
+    /// The Host resource's name.
+    pub host: String,
+    /// `{app}-{namespace}-{component}-{hash[..8]}`.
+    pub name: String,
+    /// Which role or accessory this container runs.
+    pub component: Component,
+    /// Pinned image reference (digest), as resolved by the engine for this converge.
+    pub image: String,
+    /// Overrides the image's command; a shell string has become `["sh", "-c", s]`.
+    pub cmd: Option<Vec<String>>,
+    /// App env overlaid by role env (roles), or the accessory's env. Secret.
+    pub env: SecretEnv,
+    /// Published ports, in spec order.
+    #[serde(serialize_with = "ser_display_list")]
+    pub ports: Vec<PortMapping>,
+    /// Mounts, in spec order; named volumes outlive the container and are never removed.
+    #[serde(serialize_with = "ser_display_list")]
+    pub volumes: Vec<VolumeMount>,
+    /// Docker healthcheck; without one, "running" counts as ready.
+    pub healthcheck: Option<HealthcheckConfig>,
+    /// Every label, including the `berth.*` contract and the config hash.
+    pub labels: BTreeMap<String, String>,
+    /// Docker restart policy; `unless-stopped` unless the spec says otherwise.
+    #[serde(serialize_with = "ser_restart")]
+    pub restart: RestartPolicy,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// CPU limit in billionths of a core (Docker's `NanoCpus`).
+    pub nano_cpus: Option<i64>,
+    /// The app network to join (`berth-{app}-{namespace}`).
+    pub network: String,
+    /// Alias on that network: the role or accessory name.
+    pub alias: String,
+    /// sha256 (hex) of the canonical runtime config; also in `labels["berth.config-hash"]`.
+    pub hash: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Observed state
+// ---------------------------------------------------------------------------------------------
+
+/// Docker's container states, as the planner needs to distinguish them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created but never started.
+    Created,
+    /// Up.
+    Running,
+    /// Crash-looping under its restart policy; Docker is already acting on it.
+    Restarting,
+    /// Frozen by someone; berth leaves it as is.
+    Paused,
+    /// Stopped or finished.
+    Exited,
+    /// Failed removal; Docker may refuse to start it.
+    Dead,
+    /// Being removed right now; the planner waits for it to go.
+    Removing,
+}
+
+impl ContainerState {
+    /// Up from berth's point of view: it neither needs a Start nor a Stop-before-remove skip.
+    pub fn is_up(self) -> bool {
+        matches!(self, ContainerState::Running | ContainerState::Restarting | ContainerState::Paused)
+    }
+}
+
+/// Docker healthcheck status of a container that has a healthcheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Within the start period, or not yet checked.
+    Starting,
+    /// Last checks passed.
+    Healthy,
+    /// Failed `retries` times in a row.
+    Unhealthy,
+}
+
+/// A container as listed by Docker on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedContainer {
+    /// Docker container id; actions on existing containers address them by id, not name.
+    pub id: String,
+    /// Name without Docker's leading `/`.
+    pub name: String,
+    /// All labels; ownership is decided from these alone.
+    pub labels: BTreeMap<String, String>,
+    /// Lifecycle state.
+    pub state: ContainerState,
+    /// `None` when the container has no healthcheck.
+    pub health: Option<Health>,
+    /// Image reference the container was created from.
+    pub image: String,
+    /// Creation time (unix seconds); decides which of several leftovers is newest.
+    pub created: i64,
+}
+
+/// A network as listed by Docker on one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedNetwork {
+    /// Network name.
+    pub name: String,
+    /// Labels; only a network labelled for this app+namespace is ever removed.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything seen on one host in one observation pass.
+///
+/// An unreachable host (or a host missing from the observation map) is one the planner cannot
+/// see, so it plans nothing there — least of all removals.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct HostObservation {
+    /// Whether the Docker API answered; if not, the lists are meaningless.
+    pub reachable: bool,
+    /// All containers on the host, berth's and everyone else's.
+    pub containers: Vec<ObservedContainer>,
+    /// All networks on the host.
+    pub networks: Vec<ObservedNetwork>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan
+// ---------------------------------------------------------------------------------------------
+
+/// One Docker-level step; in JSON, `"action"` is the same verb as in the table.
+///
+/// Existing containers are addressed by id, so a same-named foreign
+/// container can never be hit by accident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum Action {
+    /// Pull the pinned image before a Create or Replace on this host needs it.
+    Pull { host: String, image: String },
+    /// Create the app's bridge network (labelled) on this host.
+    CreateNetwork { host: String, network: String },
+    /// Create and start a container (joining the app network with its alias).
+    Create { host: String, container: DesiredContainer },
+    /// Start an existing container whose config is current but which is not running.
+    Start { host: String, id: String, name: String },
+    /// Stop old, create+start new, wait for health within `rollout.healthTimeout`, remove old;
+    /// on failure remove new, start old and stop the rollout.
+    Replace { host: String, old_id: String, old_name: String, new: DesiredContainer },
+    /// Stop a running container before it is removed.
+    Stop { host: String, id: String, name: String },
+    /// Remove a container (never its named volumes).
+    Remove { host: String, id: String, name: String },
+    /// Remove the app network once nothing of the app remains on the host.
+    RemoveNetwork { host: String, network: String },
+}
+
+impl Action {
+    /// The host this action runs on.
+    pub fn host(&self) -> &str {
+        match self {
+            Action::Pull { host, .. }
+            | Action::CreateNetwork { host, .. }
+            | Action::Create { host, .. }
+            | Action::Start { host, .. }
+            | Action::Replace { host, .. }
+            | Action::Stop { host, .. }
+            | Action::Remove { host, .. }
+            | Action::RemoveNetwork { host, .. } => host,
+        }
+    }
+
+    /// Short verb for tables and metrics labels.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Pull { .. } => "pull",
+            Action::CreateNetwork { .. } => "create-network",
+            Action::Create { .. } => "create",
+            Action::Start { .. } => "start",
+            Action::Replace { .. } => "replace",
+            Action::Stop { .. } => "stop",
+            Action::Remove { .. } => "remove",
+            Action::RemoveNetwork { .. } => "remove-network",
+        }
+    }
+
+    /// The id of the existing container this action touches, if any (the old one for Replace).
+    pub fn target_id(&self) -> Option<&str> {
+        match self {
+            Action::Start { id, .. } | Action::Stop { id, .. } | Action::Remove { id, .. } => Some(id),
+            Action::Replace { old_id, .. } => Some(old_id),
+            _ => None,
+        }
+    }
+}
+
+/// One row of `berth plan`: `HOST  VERB  TARGET  DETAIL`.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (target, detail) = match self {
+            Action::Pull { image, .. } => (image.clone(), String::new()),
+            Action::CreateNetwork { network, .. } | Action::RemoveNetwork { network, .. } => {
+                (network.clone(), String::new())
+            }
+            Action::Create { container, .. } => (container.name.clone(), container.component.to_string()),
+            Action::Start { name, .. } | Action::Stop { name, .. } | Action::Remove { name, .. } => {
+                (name.clone(), String::new())
+            }
+            Action::Replace { old_name, new, .. } => {
+                (new.name.clone(), format!("{} replaces {old_name}", new.component))
+            }
+        };
+        let row = format!("{:<16} {:<14} {:<40} {}", self.host(), self.verb(), target, detail);
+        f.write_str(row.trim_end())
+    }
+}
+
+/// Phase 2 work for one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleStep {
+    /// Role name.
+    pub role: String,
+    /// `(host, container name)` of accessory containers that must be running and healthy (or just
+    /// running, without a healthcheck) before any of this role's actions run.
+    pub waits_for: Vec<(String, String)>,
+    /// Run in order. The first batch holds networks, pulls, creates and starts (unlimited); each
+    /// further batch replaces at most `maxUnavailable` hosts. Within a batch, actions of one host
+    /// must run in the listed order; different hosts may run in parallel.
+    pub batches: Vec<Vec<Action>>,
+}
+
+/// Ordered work to converge one app in one namespace.
+///
+/// Phases run strictly in order: accessories, then roles (each after its accessories are ready),
+/// then prune — so nothing is removed before its replacement is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// App name.
+    pub app: String,
+    /// App namespace.
+    pub namespace: String,
+    /// Phase 1, in order.
+    pub accessories: Vec<Action>,
+    /// Phase 2, one step per role with work to do, in role-name order.
+    pub roles: Vec<RoleStep>,
+    /// Phase 3: stops, removes and network removals, in order.
+    pub prune: Vec<Action>,
+    /// Hosts that could not be observed; nothing was planned for them, so the app is not converged.
+    pub unreachable: Vec<String>,
+}
+
+impl Plan {
+    /// No action at all. An empty plan with `unreachable` hosts is still not fully converged.
+    pub fn is_empty(&self) -> bool {
+        self.actions().next().is_none()
+    }
+
+    /// Every action in execution order, flattened across phases and batches.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.accessories
+            .iter()
+            .chain(self.roles.iter().flat_map(|s| s.batches.iter().flatten()))
+            .chain(self.prune.iter())
+    }
+}
+
+/// The human-readable `berth plan` table.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "app/{} -n {}", self.app, self.namespace)?;
+        if self.is_empty() {
+            writeln!(f, "  no changes")?;
+        }
+        if !self.accessories.is_empty() {
+            writeln!(f, "accessories:")?;
+            for a in &self.accessories {
+                writeln!(f, "  {a}")?;
+            }
+        }
+        for step in &self.roles {
+            write!(f, "role {}", step.role)?;
+            if !step.waits_for.is_empty() {
+                let w: Vec<String> = step.waits_for.iter().map(|(h, n)| format!("{h}/{n}")).collect();
+                write!(f, " (after {})", w.join(", "))?;
+            }
+            writeln!(f, ":")?;
+            for (i, batch) in step.batches.iter().enumerate() {
+                writeln!(f, "  batch {}:", i + 1)?;
+                for a in batch {
+                    writeln!(f, "    {a}")?;
+                }
+            }
+        }
+        if !self.prune.is_empty() {
+            writeln!(f, "prune:")?;
+            for a in &self.prune {
+                writeln!(f, "  {a}")?;
+            }
+        }
+        for h in &self.unreachable {
+            writeln!(f, "unreachable: {h} (nothing planned there)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why no plan could be made. Each names the offending part of the spec so `berth plan` can say
+/// exactly what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The engine did not resolve an image the spec uses; planning with a tag would make the hash
+    /// (and thus replacements) depend on whatever the tag points to today.
+    #[error("image {image:?} was not resolved to a pinned reference")]
+    UnresolvedImage { image: String },
+    /// A role or accessory lists a host that is not a Host resource.
+    #[error("{component} lists unknown host {host:?}")]
+    UnknownHost { component: String, host: String },
+    /// `dependsOn` names an accessory the app does not have.
+    #[error("role/{role} depends on unknown accessory {accessory:?}")]
+    UnknownAccessory { role: String, accessory: String },
+    /// A field that validation should have caught does not parse.
+    #[error("{component}: invalid {field}: {message}")]
+    InvalidSpec { component: String, field: String, message: String },
+}
