@@ -8,6 +8,8 @@
 //! Ownership is decided from labels only (see [`labels`]): containers and networks of other apps,
 //! other namespaces, or not created by berth never appear in any action.
 
+#![warn(missing_docs)]
+
 pub mod labels;
 
 mod desired;

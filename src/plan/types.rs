@@ -266,22 +266,72 @@ pub struct HostObservation {
 #[serde(tag = "action", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum Action {
     /// Pull the pinned image before a Create or Replace on this host needs it.
-    Pull { host: String, image: String },
+    Pull {
+        /// Host name.
+        host: String,
+        /// Pinned reference (`repo@sha256:…`).
+        image: String,
+    },
     /// Create the app's bridge network (labelled) on this host.
-    CreateNetwork { host: String, network: String },
+    CreateNetwork {
+        /// Host name.
+        host: String,
+        /// `berth-{app}-{namespace}`.
+        network: String,
+    },
     /// Create and start a container (joining the app network with its alias).
-    Create { host: String, container: DesiredContainer },
+    Create {
+        /// Host name.
+        host: String,
+        /// Everything Docker needs to create it.
+        container: DesiredContainer,
+    },
     /// Start an existing container whose config is current but which is not running.
-    Start { host: String, id: String, name: String },
+    Start {
+        /// Host name.
+        host: String,
+        /// Docker id of the existing container.
+        id: String,
+        /// Its name, for people.
+        name: String,
+    },
     /// Stop old, create+start new, wait for health within `rollout.healthTimeout`, remove old;
     /// on failure remove new, start old and stop the rollout.
-    Replace { host: String, old_id: String, old_name: String, new: DesiredContainer },
+    Replace {
+        /// Host name.
+        host: String,
+        /// Docker id of the container to retire.
+        old_id: String,
+        /// Its name, for people (and the rollback message).
+        old_name: String,
+        /// The container to create in its place; its name differs from `old_name`.
+        new: DesiredContainer,
+    },
     /// Stop a running container before it is removed.
-    Stop { host: String, id: String, name: String },
+    Stop {
+        /// Host name.
+        host: String,
+        /// Docker id.
+        id: String,
+        /// Its name, for people.
+        name: String,
+    },
     /// Remove a container (never its named volumes).
-    Remove { host: String, id: String, name: String },
+    Remove {
+        /// Host name.
+        host: String,
+        /// Docker id.
+        id: String,
+        /// Its name, for people.
+        name: String,
+    },
     /// Remove the app network once nothing of the app remains on the host.
-    RemoveNetwork { host: String, network: String },
+    RemoveNetwork {
+        /// Host name.
+        host: String,
+        /// `berth-{app}-{namespace}`.
+        network: String,
+    },
 }
 
 impl Action {
@@ -442,14 +492,34 @@ pub enum PlanError {
     /// The engine did not resolve an image the spec uses; planning with a tag would make the hash
     /// (and thus replacements) depend on whatever the tag points to today.
     #[error("image {image:?} was not resolved to a pinned reference")]
-    UnresolvedImage { image: String },
+    UnresolvedImage {
+        /// The reference as written in the spec.
+        image: String,
+    },
     /// A role or accessory lists a host that is not a Host resource.
     #[error("{component} lists unknown host {host:?}")]
-    UnknownHost { component: String, host: String },
+    UnknownHost {
+        /// `role/web` or `accessory/db`.
+        component: String,
+        /// The host name as written in the spec.
+        host: String,
+    },
     /// `dependsOn` names an accessory the app does not have.
     #[error("role/{role} depends on unknown accessory {accessory:?}")]
-    UnknownAccessory { role: String, accessory: String },
+    UnknownAccessory {
+        /// The role whose `dependsOn` is wrong.
+        role: String,
+        /// The missing accessory.
+        accessory: String,
+    },
     /// A field that validation should have caught does not parse.
     #[error("{component}: invalid {field}: {message}")]
-    InvalidSpec { component: String, field: String, message: String },
+    InvalidSpec {
+        /// `role/web` or `accessory/db`.
+        component: String,
+        /// Field path within it, such as `healthcheck.interval`.
+        field: String,
+        /// The parser's user-facing message.
+        message: String,
+    },
 }
