@@ -308,7 +308,8 @@ impl Testbed {
     }
 
     /// Stops `host` (hard) once every [`Testbed::shared`] holder is done, and starts it again
-    /// when the guard drops, even if the test panics.
+    /// when the guard drops, even if the test panics. Don't call it while holding
+    /// [`Testbed::shared`] yourself: that deadlocks.
     pub fn outage(&self, host: &str) -> Outage<'_> {
         let lock = HOSTS.write().unwrap_or_else(|e| e.into_inner());
         self.stop_host(host);
