@@ -1,6 +1,7 @@
 //! The `berth` command line: parses flags, calls the library, maps every failure to a one-line
 //! message and a distinct exit code (see [`ExitCode`]); no backtraces for user errors.
 
+mod commands;
 mod output;
 
 use std::path::PathBuf;
@@ -123,6 +124,32 @@ pub enum Command {
         #[command(subcommand)]
         what: DeleteWhat,
     },
+    /// Show what a converge would do on each host, changing nothing.
+    Plan {
+        /// The stored App to plan (omit with -f when the file holds exactly one App).
+        name: Option<String>,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Plan a spec that is not applied yet (Hosts in the file are used too).
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Converge one App once on every host; exit 0 when it is Ready.
+    Converge {
+        name: String,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
+    /// Show an App's status as the last converge wrote it.
+    Status {
+        name: String,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +239,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print!("{text}");
             Ok(())
         }
+        Command::Plan { name, namespace, files, output } => commands::plan(&cli.global, name, namespace, files, output).await,
+        Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
+        Command::Status { name, namespace, output } => commands::status(&cli.global, &name, &namespace, output).await,
         Command::Delete { what } => {
             let store = connect(&cli.global).await?;
             match what {

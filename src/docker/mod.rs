@@ -1,1 +1,7 @@
-//! (being written)
+//! Host connections and the Docker calls berth makes; the label contract lives in [`crate::plan::labels`]
+//! because the pure planner decides ownership from labels alone.
+
+pub mod connect;
+pub mod ops;
+
+pub use connect::{connect, DockerError, HostClient};

@@ -1,1 +1,571 @@
-//! (being written)
+//! Executes a plan against the hosts: accessories first, health gates, rolling replaces, prune,
+//! then writes the App's status. This is the one code path of `berth converge` and the operator.
+
+pub mod pool;
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tracing::{info, warn};
+
+pub use pool::HostPool;
+pub use status::{AppStatus, Condition, ContainerStatus, HostStatus, Phase};
+
+use crate::docker::{ops, DockerError, HostClient};
+use crate::plan::{self, labels, Action, ContainerState, DesiredContainer, Health, HostObservation, Plan};
+use crate::spec::{self, App, Host};
+use crate::store::{now_rfc3339, Store, StoreError, Versioned};
+
+/// How often health is polled while waiting for a container.
+const HEALTH_POLL: Duration = Duration::from_millis(200);
+
+/// What one converge saw and did, for the caller (CLI exit code, operator metrics).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: AppStatus,
+    /// Docker actions executed, by verb (`create`, `start`, ...).
+    pub actions: BTreeMap<String, u64>,
+    /// True when a deleted App's containers are gone and its keys were removed.
+    pub finalized: bool,
+}
+
+/// Connected hosts and what they hold, gathered in one pass.
+pub struct Observation {
+    pub clients: BTreeMap<String, HostClient>,
+    pub hosts: BTreeMap<String, HostObservation>,
+    pub errors: BTreeMap<String, String>,
+}
+
+/// Connects to and lists every host in parallel; a host that fails is marked unreachable with its error.
+pub async fn observe(pool: &HostPool, hosts: &[Host]) -> Observation {
+    let results = join_all(hosts.iter().map(|h| async move {
+        let name = h.metadata.name.clone();
+        let result = match pool.client(h).await {
+            Ok(client) => ops::observe(&client).await.map(|obs| (client, obs)),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            pool.forget(&name).await;
+        }
+        (name, result)
+    }))
+    .await;
+    let mut out = Observation { clients: BTreeMap::new(), hosts: BTreeMap::new(), errors: BTreeMap::new() };
+    for (name, result) in results {
+        match result {
+            Ok((client, obs)) => {
+                out.clients.insert(name.clone(), client);
+                out.hosts.insert(name, obs);
+            }
+            Err(e) => {
+                out.hosts.insert(name.clone(), HostObservation { reachable: false, ..Default::default() });
+                out.errors.insert(name, e.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Pins every image reference the app needs: reused from status while the generation is unchanged
+/// (so a moved tag never swaps a running namespace's image), otherwise resolved once through a host
+/// that needs it.
+pub async fn resolve_images(
+    app: &App,
+    hosts: &[Host],
+    previous: Option<&AppStatus>,
+    clients: &BTreeMap<String, HostClient>,
+) -> Result<BTreeMap<String, String>, String> {
+    let generation = app.metadata.generation.unwrap_or(0);
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (host, refs) in plan::images_needed(app, hosts) {
+        for r in refs {
+            wanted.entry(r).or_default().push(host.clone());
+        }
+    }
+    let mut pinned = BTreeMap::new();
+    for (reference, needing) in wanted {
+        if let Some(prev) = previous.filter(|p| p.observed_generation == generation) {
+            if let Some(p) = prev.images.get(&reference) {
+                pinned.insert(reference, p.clone());
+                continue;
+            }
+        }
+        let mut last_error = format!("no reachable host needs {reference}");
+        let mut resolved = None;
+        for host in &needing {
+            let Some(client) = clients.get(host) else { continue };
+            match ops::resolve_image(client, &reference).await {
+                Ok(p) => {
+                    resolved = Some(p);
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        match resolved {
+            Some(p) => {
+                pinned.insert(reference, p);
+            }
+            None => return Err(format!("cannot resolve image {reference}: {last_error}")),
+        }
+    }
+    Ok(pinned)
+}
+
+/// Converges one App on every host and writes its status; the store errors only when etcd fails.
+pub async fn converge(
+    store: &Store,
+    pool: &HostPool,
+    app: &Versioned<App>,
+    hosts: &[Host],
+) -> Result<Outcome, StoreError> {
+    let spec_app = &app.value;
+    let (ns, name) = (spec_app.namespace().to_string(), spec_app.metadata.name.clone());
+    let previous: Option<AppStatus> = store.get_status(&ns, &name).await.unwrap_or(None);
+    let observation = observe(pool, hosts).await;
+    let mut run = Run::new(spec_app, &observation);
+    match resolve_images(spec_app, hosts, previous.as_ref(), &observation.clients).await {
+        Ok(images) => {
+            run.images = images;
+            match plan::plan(spec_app, hosts, &run.images, &observation.hosts) {
+                Ok(p) => run.execute(&p).await,
+                Err(e) => run.fatal = Some(format!("cannot plan: {e}")),
+            }
+        }
+        Err(e) => run.fatal = Some(e),
+    }
+    let after = observe(pool, hosts).await;
+    let status = run.status(hosts, &after);
+    let deleting = spec_app.metadata.deletion_timestamp.is_some();
+    let finalized = deleting && status.phase == Phase::Ready && nothing_left(spec_app, &after);
+    if finalized {
+        store.remove_app_keys(&ns, &name, app.mod_revision).await?;
+        info!(app = %name, namespace = %ns, "app deleted: containers removed, keys removed");
+    } else {
+        store.put_status(&ns, &name, &status).await?;
+    }
+    Ok(Outcome { status, actions: run.counts, finalized })
+}
+
+/// Whether no container or network of the app remains on any host (all of them reachable).
+fn nothing_left(app: &App, after: &Observation) -> bool {
+    let ns = app.namespace();
+    after.errors.is_empty()
+        && after.hosts.values().all(|h| {
+            !h.containers.iter().any(|c| labels::belongs_to(&c.labels, &app.metadata.name, ns))
+                && !h.networks.iter().any(|n| labels::belongs_to(&n.labels, &app.metadata.name, ns))
+        })
+}
+
+/// The mutable record of one converge: errors per host, blocked roles, rollbacks, action counts.
+struct Run<'a> {
+    app: &'a App,
+    clients: &'a BTreeMap<String, HostClient>,
+    images: BTreeMap<String, String>,
+    host_errors: BTreeMap<String, String>,
+    blocked: Vec<String>,
+    degraded: Vec<String>,
+    fatal: Option<String>,
+    counts: BTreeMap<String, u64>,
+    health_timeout: Duration,
+}
+
+impl<'a> Run<'a> {
+    fn new(app: &'a App, obs: &'a Observation) -> Run<'a> {
+        let health_timeout = spec::parse_duration(&app.spec.rollout.health_timeout).unwrap_or(Duration::from_secs(60));
+        Run {
+            app,
+            clients: &obs.clients,
+            images: BTreeMap::new(),
+            host_errors: obs.errors.clone(),
+            blocked: Vec::new(),
+            degraded: Vec::new(),
+            fatal: None,
+            counts: BTreeMap::new(),
+            health_timeout,
+        }
+    }
+
+    async fn execute(&mut self, plan: &Plan) {
+        // Phase 1: accessories, every host at once, each host's actions in order.
+        self.run_host_sequences(&plan.accessories).await;
+        // Phase 2: every role, each behind its accessories' health gate.
+        let this: &Run = self;
+        let gates: BTreeSet<(String, String)> =
+            plan.roles.iter().flat_map(|r| r.waits_for.iter().cloned()).collect();
+        let gate_results: BTreeMap<(String, String), Result<(), String>> =
+            join_all(gates.into_iter().map(|(host, container)| async move {
+                let r = this.wait_ready_by_name(&host, &container).await;
+                ((host, container), r)
+            }))
+            .await
+            .into_iter()
+            .collect();
+        let role_results = join_all(plan.roles.iter().map(|step| {
+            let failed: Vec<String> = step
+                .waits_for
+                .iter()
+                .filter_map(|k| gate_results.get(k).and_then(|r| r.as_ref().err()).cloned())
+                .collect();
+            async move {
+                if !failed.is_empty() {
+                    return RoleResult::Blocked(format!("role {} waits for {}", step.role, failed.join("; ")));
+                }
+                let mut result = RoleResult::default();
+                for batch in &step.batches {
+                    let batch_result = this.run_batch(batch).await;
+                    result.merge(batch_result);
+                    if result.rolled_back_any() {
+                        break;
+                    }
+                }
+                result
+            }
+        }))
+        .await;
+        for r in role_results {
+            self.absorb(r);
+        }
+        // Phase 3: prune, on every reachable host.
+        self.run_host_sequences(&plan.prune).await;
+    }
+
+    fn absorb(&mut self, r: RoleResult) {
+        match r {
+            RoleResult::Blocked(msg) => self.blocked.push(msg),
+            RoleResult::Done { errors, rolled_back, counts } => {
+                for (h, e) in errors {
+                    self.host_errors.insert(h, e);
+                }
+                self.degraded.extend(rolled_back);
+                for (k, v) in counts {
+                    *self.counts.entry(k).or_default() += v;
+                }
+            }
+        }
+    }
+
+    /// Runs actions grouped by host: hosts in parallel, one host's actions in order, stopping at its first error.
+    async fn run_host_sequences(&mut self, actions: &[Action]) {
+        let r = self.run_batch(actions).await;
+        self.absorb(r);
+    }
+
+    async fn run_batch(&self, actions: &[Action]) -> RoleResult {
+        let mut by_host: BTreeMap<&str, Vec<&Action>> = BTreeMap::new();
+        for a in actions {
+            by_host.entry(a.host()).or_default().push(a);
+        }
+        let results = join_all(by_host.into_iter().map(|(host, acts)| async move {
+            let mut counts = BTreeMap::new();
+            let Some(client) = self.clients.get(host) else {
+                return (host.to_string(), Err(ActionFailure::Error("host not connected".into())), counts);
+            };
+            for a in acts {
+                if let Err(e) = self.exec(client, a, &mut counts).await {
+                    return (host.to_string(), Err(e), counts);
+                }
+            }
+            (host.to_string(), Ok(()), counts)
+        }))
+        .await;
+        let mut out = RoleResult::default();
+        for (host, r, counts) in results {
+            out.merge(RoleResult::Done { errors: BTreeMap::new(), rolled_back: Vec::new(), counts });
+            match r {
+                Ok(()) => {}
+                Err(ActionFailure::Error(e)) => {
+                    warn!(host = %host, error = %e, "action failed");
+                    out.merge(RoleResult::error(&host, e));
+                }
+                Err(ActionFailure::RolledBack(e)) => {
+                    warn!(host = %host, error = %e, "rollout rolled back");
+                    out.merge(RoleResult::Done {
+                        errors: BTreeMap::from([(host.clone(), e.clone())]),
+                        rolled_back: vec![e],
+                        counts: BTreeMap::new(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// One plan action on one host, logged and counted.
+    async fn exec(&self, c: &HostClient, action: &Action, counts: &mut BTreeMap<String, u64>) -> Result<(), ActionFailure> {
+        let (app, ns) = (&self.app.metadata.name, self.app.namespace());
+        info!(app = %app, namespace = %ns, "{action}");
+        let mut count = |verb: &str| *counts.entry(verb.to_string()).or_default() += 1;
+        let err = |e: DockerError| ActionFailure::Error(e.to_string());
+        match action {
+            Action::Pull { image, .. } => {
+                if ops::pull(c, image).await.map_err(err)? {
+                    count("pull");
+                }
+            }
+            Action::CreateNetwork { network, .. } => {
+                ops::create_network(c, network, &labels::network_labels(app, ns)).await.map_err(err)?;
+            }
+            Action::Create { container, .. } => {
+                let id = ops::create(c, container).await.map_err(err)?;
+                count("create");
+                ops::start(c, &id, &container.name).await.map_err(err)?;
+                count("start");
+                if let Err(e) = self.wait_ready(c, &id, &container.name).await {
+                    return Err(ActionFailure::Error(e));
+                }
+            }
+            Action::Start { id, name, .. } => {
+                ops::start(c, id, name).await.map_err(err)?;
+                count("start");
+                self.wait_ready(c, id, name).await.map_err(ActionFailure::Error)?;
+            }
+            Action::Stop { id, name, .. } => {
+                ops::stop(c, id, name).await.map_err(err)?;
+                count("stop");
+            }
+            Action::Remove { id, name, .. } => {
+                ops::remove(c, id, name).await.map_err(err)?;
+                count("remove");
+            }
+            Action::RemoveNetwork { network, .. } => {
+                ops::remove_network(c, network).await.map_err(err)?;
+            }
+            Action::Replace { old_id, old_name, new, .. } => {
+                self.replace(c, old_id, old_name, new, &mut count).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolling replace on one host: stop old, create and start new, wait healthy, remove old;
+    /// on failure remove new and start old again.
+    async fn replace(
+        &self,
+        c: &HostClient,
+        old_id: &str,
+        old_name: &str,
+        new: &DesiredContainer,
+        count: &mut impl FnMut(&str),
+    ) -> Result<(), ActionFailure> {
+        let err = |e: DockerError| ActionFailure::Error(e.to_string());
+        ops::stop(c, old_id, old_name).await.map_err(err)?;
+        count("stop");
+        let attempt = async {
+            let id = ops::create(c, new).await.map_err(|e| (None, e.to_string()))?;
+            count("create");
+            ops::start(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), e.to_string()))?;
+            count("start");
+            self.wait_ready(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), e))?;
+            Ok::<String, (Option<String>, String)>(id)
+        };
+        match attempt.await {
+            Ok(_) => {
+                ops::remove(c, old_id, old_name).await.map_err(err)?;
+                count("remove");
+                Ok(())
+            }
+            Err((new_id, why)) => {
+                if let Some(id) = new_id {
+                    let _ = ops::remove(c, &id, &new.name).await;
+                    count("remove");
+                }
+                let restarted = ops::start(c, old_id, old_name).await;
+                count("start");
+                let tail = match restarted {
+                    Ok(()) => format!("{old_name} restored"),
+                    Err(e) => format!("restoring {old_name} failed too: {e}"),
+                };
+                Err(ActionFailure::RolledBack(format!(
+                    "rollout of {} on {} rolled back: {why}; {tail}",
+                    new.name, c.name
+                )))
+            }
+        }
+    }
+
+    async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), String> {
+        match self.clients.get(host) {
+            Some(c) => self.wait_ready(c, container, container).await,
+            None => Err(format!("{container} on {host}: host unreachable")),
+        }
+    }
+
+    /// Waits until the container runs and, if it has a healthcheck, is healthy; the error carries the
+    /// last health output so a user sees why.
+    async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), String> {
+        let deadline = Instant::now() + self.health_timeout;
+        let mut last;
+        loop {
+            match ops::inspect_health(c, id).await {
+                Ok((ContainerState::Running, None | Some(Health::Healthy), _)) => return Ok(()),
+                Ok((state, health, output)) => {
+                    last = match (health, output) {
+                        (Some(h), Some(o)) if !o.is_empty() => format!("{state:?}, {h:?}: {o}").to_lowercase(),
+                        (Some(h), _) => format!("{state:?}, {h:?}").to_lowercase(),
+                        (None, _) => format!("{state:?}").to_lowercase(),
+                    };
+                    if matches!(state, ContainerState::Exited | ContainerState::Dead) && health.is_none() {
+                        return Err(format!("{name} on {} exited", c.name));
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{name} on {} not healthy within {}: {last}",
+                    c.name,
+                    humantime::format_duration(self.health_timeout)
+                ));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// The status document from the state after the converge.
+    fn status(&self, hosts: &[Host], after: &Observation) -> AppStatus {
+        let app = self.app;
+        let (name, ns) = (&app.metadata.name, app.namespace());
+        let generation = app.metadata.generation.unwrap_or(0);
+        let desired = if self.images.is_empty() && self.fatal.is_some() {
+            Vec::new()
+        } else {
+            plan::desired(app, hosts, &self.images).unwrap_or_default()
+        };
+        let mut host_status: BTreeMap<String, HostStatus> = BTreeMap::new();
+        for (host, obs) in &after.hosts {
+            let mut hs = HostStatus { reachable: obs.reachable, ..Default::default() };
+            for c in obs.containers.iter().filter(|c| labels::belongs_to(&c.labels, name, ns)) {
+                let component = labels::component_of(&c.labels).map(|k| format!("{}/{}", k.kind(), k.name()));
+                hs.containers.push(ContainerStatus {
+                    name: c.name.clone(),
+                    id: c.id.clone(),
+                    component: component.unwrap_or_default(),
+                    image: c.image.clone(),
+                    state: format!("{:?}", c.state).to_lowercase(),
+                    health: c.health.map(|h| format!("{h:?}").to_lowercase()),
+                    hash: labels::config_hash_of(&c.labels).unwrap_or_default().to_string(),
+                });
+            }
+            if let Some(e) = self.host_errors.get(host).or(after.errors.get(host)) {
+                hs.error = Some(e.clone());
+            }
+            let wanted_here = desired.iter().any(|d| &d.host == host);
+            let has_any = !hs.containers.is_empty();
+            if wanted_here || has_any || hs.error.is_some() {
+                host_status.insert(host.clone(), hs);
+            }
+        }
+        let missing: Vec<String> = desired
+            .iter()
+            .filter(|d| {
+                !after.hosts.get(&d.host).is_some_and(|h| {
+                    h.containers.iter().any(|c| {
+                        c.name == d.name
+                            && c.state == ContainerState::Running
+                            && matches!(c.health, None | Some(Health::Healthy))
+                    })
+                })
+            })
+            .map(|d| format!("{} on {}", d.name, d.host))
+            .collect();
+        let unwanted = after.hosts.values().flat_map(|h| h.containers.iter()).filter(|c| {
+            labels::belongs_to(&c.labels, name, ns) && !desired.iter().any(|d| d.name == c.name)
+        });
+        let unwanted: Vec<String> = unwanted.map(|c| c.name.clone()).collect();
+        let mut errors: Vec<String> = Vec::new();
+        if let Some(f) = &self.fatal {
+            errors.push(f.clone());
+        }
+        errors.extend(self.degraded.iter().cloned());
+        let relevant_hosts: BTreeSet<&str> = host_status.keys().map(String::as_str).collect();
+        for (h, e) in self.host_errors.iter().chain(after.errors.iter()) {
+            if relevant_hosts.contains(h.as_str()) || desired.iter().any(|d| &d.host == h) {
+                let line = format!("host {h}: {e}");
+                if !errors.contains(&line) && !errors.iter().any(|x| x.contains(e.as_str())) {
+                    errors.push(line);
+                }
+            }
+        }
+        let (phase, reason, message) = if !self.blocked.is_empty() {
+            (Phase::Blocked, "AccessoryNotReady", self.blocked.join("; "))
+        } else if !errors.is_empty() {
+            (Phase::Degraded, "ConvergeFailed", errors.join("; "))
+        } else if missing.is_empty() && unwanted.is_empty() {
+            (Phase::Ready, "Converged", "every container runs its desired config".to_string())
+        } else {
+            let mut parts = Vec::new();
+            if !missing.is_empty() {
+                parts.push(format!("not ready yet: {}", missing.join(", ")));
+            }
+            if !unwanted.is_empty() {
+                parts.push(format!("still to remove: {}", unwanted.join(", ")));
+            }
+            (Phase::Progressing, "Converging", parts.join("; "))
+        };
+        let now = now_rfc3339();
+        AppStatus {
+            observed_generation: generation,
+            phase,
+            conditions: vec![Condition {
+                kind: "Ready".into(),
+                status: if phase == Phase::Ready { "True" } else { "False" }.into(),
+                reason: reason.into(),
+                message: message.clone(),
+                last_transition_time: now.clone(),
+                observed_generation: generation,
+            }],
+            images: self.images.clone(),
+            hosts: host_status,
+            last_converged: Some(now),
+            message,
+        }
+    }
+}
+
+enum ActionFailure {
+    Error(String),
+    RolledBack(String),
+}
+
+/// What a role (or a batch of actions) ended with.
+enum RoleResult {
+    Blocked(String),
+    Done { errors: BTreeMap<String, String>, rolled_back: Vec<String>, counts: BTreeMap<String, u64> },
+}
+
+impl Default for RoleResult {
+    fn default() -> Self {
+        RoleResult::Done { errors: BTreeMap::new(), rolled_back: Vec::new(), counts: BTreeMap::new() }
+    }
+}
+
+impl RoleResult {
+    fn error(host: &str, e: String) -> RoleResult {
+        RoleResult::Done {
+            errors: BTreeMap::from([(host.to_string(), e)]),
+            rolled_back: Vec::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    fn merge(&mut self, other: RoleResult) {
+        match (self, other) {
+            (RoleResult::Done { errors, rolled_back, counts }, RoleResult::Done { errors: e2, rolled_back: r2, counts: c2 }) => {
+                errors.extend(e2);
+                rolled_back.extend(r2);
+                for (k, v) in c2 {
+                    *counts.entry(k).or_default() += v;
+                }
+            }
+            (me, RoleResult::Blocked(m)) => *me = RoleResult::Blocked(m),
+            (RoleResult::Blocked(_), _) => {}
+        }
+    }
+
+    fn rolled_back_any(&self) -> bool {
+        matches!(self, RoleResult::Done { rolled_back, .. } if !rolled_back.is_empty())
+    }
+}

@@ -141,7 +141,7 @@ fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result
     let volumes = s
         .volumes
         .iter()
-        .map(|v| spec::parse_volume(v))
+        .map(|v| spec::parse_volume(v).map(|m| scope_volume(m, app_name, ns)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("volumes", e))?;
     let healthcheck = match s.healthcheck {
@@ -238,4 +238,15 @@ pub(crate) fn images_needed(app: &App, hosts: &[Host]) -> BTreeMap<String, BTree
         }
     }
     out
+}
+
+/// Named volumes are scoped to the app and namespace (`shop-staging-data`), as compose scopes them to
+/// the project, so staging and production on one host never share a database's files by accident.
+fn scope_volume(m: VolumeMount, app: &str, ns: &str) -> VolumeMount {
+    match m {
+        VolumeMount::Named { name, target, read_only } => {
+            VolumeMount::Named { name: format!("{app}-{ns}-{name}"), target, read_only }
+        }
+        bind => bind,
+    }
 }

@@ -1,0 +1,157 @@
+//! The subcommands that talk to Docker hosts: `plan`, `converge`, `status`.
+
+use std::path::PathBuf;
+
+use super::{connect, output, ExitCode, Failure, GlobalArgs, OutputFormat};
+use crate::engine::{self, AppStatus, HostPool, Phase};
+use crate::plan;
+use crate::spec::{self, App, Resource};
+use crate::store::{Store, Versioned};
+
+/// `berth plan`: observe, resolve images (read-only registry look-ups) and print the actions.
+pub async fn plan(
+    global: &GlobalArgs,
+    name: Option<String>,
+    namespace: String,
+    files: Vec<PathBuf>,
+    format: OutputFormat,
+) -> Result<(), Failure> {
+    let store = connect(global).await?;
+    let mut hosts = store.list_hosts().await?;
+    let app = if files.is_empty() {
+        let name = name.ok_or_else(|| Failure::new(ExitCode::InvalidInput, "name an App, or give -f FILE"))?;
+        load_app(&store, &name, &namespace).await?.value
+    } else {
+        let loaded = spec::load_paths(&files)?;
+        let mut apps = Vec::new();
+        for l in loaded {
+            match l.resource {
+                Resource::Host(h) => {
+                    hosts.retain(|x| x.metadata.name != h.metadata.name);
+                    hosts.push(h);
+                }
+                Resource::App(a) => apps.push(a),
+            }
+        }
+        if let Some(n) = &name {
+            apps.retain(|a| &a.metadata.name == n);
+        }
+        match apps.len() {
+            1 => apps.remove(0),
+            0 => return Err(Failure::new(ExitCode::InvalidInput, "the files hold no matching App")),
+            _ => return Err(Failure::new(ExitCode::InvalidInput, "the files hold several Apps: name one")),
+        }
+    };
+    let pool = HostPool::new();
+    let observation = engine::observe(&pool, &hosts).await;
+    let previous: Option<AppStatus> = store.get_status(app.namespace(), &app.metadata.name).await.unwrap_or(None);
+    let images = engine::resolve_images(&app, &hosts, previous.as_ref(), &observation.clients)
+        .await
+        .map_err(|e| Failure::new(ExitCode::NotReady, e))?;
+    let plan = plan::plan(&app, &hosts, &images, &observation.hosts)
+        .map_err(|e| Failure::new(ExitCode::InvalidInput, e.to_string()))?;
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialize")),
+        OutputFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&plan).expect("plans serialize")),
+        OutputFormat::Table => {
+            if plan.is_empty() {
+                println!("app/{} -n {}: nothing to do", app.metadata.name, app.namespace());
+            } else {
+                print!("{plan}");
+            }
+        }
+    }
+    for (host, e) in &observation.errors {
+        eprintln!("warning: host {host} unreachable, nothing planned there: {e}");
+    }
+    Ok(())
+}
+
+/// `berth converge`: one pass of the engine; the exit code says whether the App is Ready.
+pub async fn converge(global: &GlobalArgs, name: &str, namespace: &str) -> Result<(), Failure> {
+    let store = connect(global).await?;
+    let app = load_app(&store, name, namespace).await?;
+    let hosts = store.list_hosts().await?;
+    let pool = HostPool::new();
+    let outcome = engine::converge(&store, &pool, &app, &hosts).await?;
+    let counts: Vec<String> = outcome.actions.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let did = if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") };
+    if outcome.finalized {
+        println!("app/{name} -n {namespace} deleted ({did})");
+        return Ok(());
+    }
+    print!("{}", render_status(name, namespace, &outcome.status));
+    println!("actions: {did}");
+    match outcome.status.phase {
+        Phase::Ready => Ok(()),
+        phase => Err(Failure::new(
+            ExitCode::NotReady,
+            format!("app/{name} -n {namespace} is {phase}: {}", outcome.status.message),
+        )),
+    }
+}
+
+/// `berth status`: what the last converge wrote.
+pub async fn status(global: &GlobalArgs, name: &str, namespace: &str, format: OutputFormat) -> Result<(), Failure> {
+    let store = connect(global).await?;
+    let status: AppStatus = match store.get_status(namespace, name).await? {
+        Some(s) => s,
+        None => {
+            load_app(&store, name, namespace).await?;
+            return Err(Failure::new(
+                ExitCode::NotReady,
+                format!("app/{name} -n {namespace} has no status yet: it was never converged"),
+            ));
+        }
+    };
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status).expect("status serializes")),
+        OutputFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&status).expect("status serializes")),
+        OutputFormat::Table => print!("{}", render_status(name, namespace, &status)),
+    }
+    Ok(())
+}
+
+async fn load_app(store: &Store, name: &str, namespace: &str) -> Result<Versioned<App>, Failure> {
+    store
+        .get_app(namespace, name)
+        .await?
+        .ok_or_else(|| Failure::new(ExitCode::NotFound, format!("app/{name} -n {namespace} not found")))
+}
+
+/// A person's view of a status: the phase line, then one row per container.
+pub fn render_status(name: &str, namespace: &str, s: &AppStatus) -> String {
+    let mut out = format!(
+        "app/{name} -n {namespace}: {} (generation {}){}\n",
+        s.phase,
+        s.observed_generation,
+        if s.message.is_empty() { String::new() } else { format!(": {}", s.message) }
+    );
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "CONTAINER".into(),
+        "COMPONENT".into(),
+        "STATE".into(),
+        "HEALTH".into(),
+        "ID".into(),
+    ]];
+    for (host, hs) in &s.hosts {
+        if let Some(e) = &hs.error {
+            rows.push(vec![host.clone(), "-".into(), "-".into(), "error".into(), "-".into(), e.clone()]);
+        }
+        for c in &hs.containers {
+            rows.push(vec![
+                host.clone(),
+                c.name.clone(),
+                c.component.clone(),
+                c.state.clone(),
+                c.health.clone().unwrap_or_else(|| "-".into()),
+                c.id.chars().take(12).collect(),
+            ]);
+        }
+    }
+    if rows.len() > 1 {
+        out.push_str(&output::table(&rows));
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! Connections to hosts' Docker APIs: one bounded, timed client per Host resource.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use tokio::sync::Semaphore;
+
+use crate::spec::Host;
+
+/// Bound on every single Docker API call, so a hung daemon never hangs a converge.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Calls in flight per host: enough to overlap, few enough not to swamp a small host.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// Debian's engine speaks 1.41; we start at the newest bollard knows and negotiate down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Docker call failed on a named host; the message is what a user needs to act.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("host {host}: {op}: {message}")]
+pub struct DockerError {
+    pub host: String,
+    pub op: String,
+    pub message: String,
+    /// Docker's HTTP status, when it answered (404 no such container, 409 conflict, ...).
+    pub status: Option<u16>,
+}
+
+impl DockerError {
+    pub fn new(host: &str, op: impl Into<String>, message: impl Into<String>) -> DockerError {
+        DockerError { host: host.to_string(), op: op.into(), message: message.into(), status: None }
+    }
+
+    /// Maps bollard's error, keeping Docker's own message and status code.
+    pub fn from_bollard(host: &str, op: impl Into<String>, e: bollard::errors::Error) -> DockerError {
+        match e {
+            bollard::errors::Error::DockerResponseServerError { status_code, message } => DockerError {
+                host: host.to_string(),
+                op: op.into(),
+                message,
+                status: Some(status_code),
+            },
+            other => DockerError::new(host, op, one_line(&other.to_string())),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// A connected host: the client plus the per-host bound on calls in flight.
+#[derive(Clone)]
+pub struct HostClient {
+    pub name: String,
+    pub docker: Docker,
+    permits: Arc<Semaphore>,
+}
+
+impl HostClient {
+    /// Runs one Docker call under the host's in-flight bound and the call timeout.
+    pub async fn call<T, F>(&self, op: &str, fut: F) -> Result<T, DockerError>
+    where
+        F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        let _permit = self.permits.acquire().await.map_err(|_| DockerError::new(&self.name, op, "client closed"))?;
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(DockerError::from_bollard(&self.name, op, e)),
+            Err(_) => Err(DockerError::new(&self.name, op, format!("no answer within {}s", CALL_TIMEOUT.as_secs()))),
+        }
+    }
+}
+
+/// Opens a client for a Host and negotiates the API version; refuses plain tcp unless `insecure: true`.
+pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
+    let name = &host.metadata.name;
+    let endpoint = host.spec.endpoint.as_str();
+    let version = bollard::API_DEFAULT_VERSION;
+    let secs = CALL_TIMEOUT.as_secs();
+    let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+        if !Path::new(path).exists() {
+            return Err(DockerError::new(name, "connect", format!("socket {path} does not exist")));
+        }
+        Docker::connect_with_unix(path, secs, version)
+    } else if endpoint.starts_with("tcp://") {
+        match (&host.spec.tls, host.spec.insecure) {
+            (Some(tls), _) => {
+                for (field, file) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+                    if !Path::new(file).is_file() {
+                        return Err(DockerError::new(name, "connect", format!("spec.tls.{field}: cannot read {file}")));
+                    }
+                }
+                Docker::connect_with_ssl(
+                    endpoint,
+                    Path::new(&tls.key),
+                    Path::new(&tls.cert),
+                    Path::new(&tls.ca),
+                    secs,
+                    version,
+                )
+            }
+            (None, true) => Docker::connect_with_http(endpoint, secs, version),
+            (None, false) => {
+                return Err(DockerError::new(
+                    name,
+                    "connect",
+                    format!("refusing plain tcp to {endpoint}: set spec.tls, or spec.insecure: true"),
+                ))
+            }
+        }
+    } else if endpoint.starts_with("ssh://") {
+        return Err(DockerError::new(name, "connect", "ssh:// endpoints are not supported by this build yet"));
+    } else {
+        return Err(DockerError::new(name, "connect", format!("unsupported endpoint {endpoint}")));
+    }
+    .map_err(|e| DockerError::from_bollard(name, "connect", e))?;
+    let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => return Err(DockerError::from_bollard(name, "connect", e)),
+        Err(_) => {
+            return Err(DockerError::new(
+                name,
+                "connect",
+                format!("{endpoint} did not answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            ))
+        }
+    };
+    Ok(HostClient { name: name.clone(), docker, permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) })
+}

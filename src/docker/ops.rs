@@ -1,0 +1,301 @@
+//! The Docker calls berth makes, each translating between bollard's types and the planner's.
+//!
+//! Every call goes through [`HostClient::call`], so each has a timeout and a per-host bound.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use futures::StreamExt;
+
+use super::connect::{DockerError, HostClient};
+use crate::plan::labels;
+use crate::plan::{
+    ContainerState, DesiredContainer, Health, HostObservation, ObservedContainer, ObservedNetwork, Protocol,
+    RestartPolicy, VolumeMount,
+};
+
+/// Seconds Docker waits for a graceful stop before it kills.
+const STOP_GRACE_SECS: i32 = 10;
+
+/// Lists every berth-managed container and network of the host (all apps: the caller filters).
+///
+/// Only managed objects are listed: the planner never needs to see anything else, and an unmanaged
+/// container can never end up in an action if it is never in the observation.
+pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError> {
+    let filter = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([("label".to_string(), vec![filter.clone()])])),
+        ..Default::default()
+    };
+    let listed = client.call("list containers", client.docker.list_containers(Some(options))).await?;
+    let containers = listed
+        .into_iter()
+        .map(|c| ObservedContainer {
+            id: c.id.unwrap_or_default(),
+            name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+            labels: c.labels.unwrap_or_default().into_iter().collect(),
+            state: state_of(c.state),
+            health: health_of(c.status.as_deref().unwrap_or_default()),
+            image: c.image.unwrap_or_default(),
+            created: c.created.unwrap_or_default(),
+        })
+        .collect();
+    let net_options = ListNetworksOptions { filters: Some(HashMap::from([("label".to_string(), vec![filter])])) };
+    let networks = client
+        .call("list networks", client.docker.list_networks(Some(net_options)))
+        .await?
+        .into_iter()
+        .map(|n| ObservedNetwork {
+            name: n.name.unwrap_or_default(),
+            labels: n.labels.unwrap_or_default().into_iter().collect(),
+        })
+        .collect();
+    Ok(HostObservation { reachable: true, containers, networks })
+}
+
+fn state_of(s: Option<ContainerSummaryStateEnum>) -> ContainerState {
+    match s {
+        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+        Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
+        Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
+        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+        Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
+        Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+        _ => ContainerState::Exited,
+    }
+}
+
+/// The list call carries health only in the status text (`Up 3s (healthy)`), which saves an inspect per container.
+pub fn health_of(status: &str) -> Option<Health> {
+    if status.contains("(healthy)") {
+        Some(Health::Healthy)
+    } else if status.contains("(unhealthy)") {
+        Some(Health::Unhealthy)
+    } else if status.contains("(health: starting)") {
+        Some(Health::Starting)
+    } else {
+        None
+    }
+}
+
+/// Resolves a reference to a pinned `repo@sha256:…` through the host's daemon (which asks the registry),
+/// so every container of this converge uses exactly that image, whatever the tag does later.
+pub async fn resolve_image(client: &HostClient, reference: &str) -> Result<String, DockerError> {
+    if reference.contains("@sha256:") {
+        return Ok(reference.to_string());
+    }
+    let op = format!("resolve {reference}");
+    let inspect = client.call(&op, client.docker.inspect_registry_image(reference, None)).await?;
+    let digest = inspect.descriptor.digest.ok_or_else(|| DockerError::new(&client.name, &op, "registry gave no digest"))?;
+    Ok(format!("{}@{}", repository_of(reference), digest))
+}
+
+/// `registry:5000/a/b:tag` → `registry:5000/a/b` (a port colon is not a tag colon).
+pub fn repository_of(reference: &str) -> &str {
+    let without_digest = reference.split('@').next().unwrap_or(reference);
+    match without_digest.rfind(':') {
+        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
+        _ => without_digest,
+    }
+}
+
+/// Pulls an image unless the host already has it; a pinned reference is never tagged on the host.
+pub async fn pull(client: &HostClient, image: &str) -> Result<bool, DockerError> {
+    if client.call("inspect image", client.docker.inspect_image(image)).await.is_ok() {
+        return Ok(false);
+    }
+    let op = format!("pull {image}");
+    let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
+    let mut stream = client.docker.create_image(Some(options), None, None);
+    let pulled = async {
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| DockerError::from_bollard(&client.name, &op, e))?;
+        }
+        Ok::<(), DockerError>(())
+    };
+    match tokio::time::timeout(super::connect::CALL_TIMEOUT * 4, pulled).await {
+        Ok(r) => r.map(|_| true),
+        Err(_) => Err(DockerError::new(&client.name, &op, "pull did not finish in time")),
+    }
+}
+
+/// Creates the app's labelled bridge network; an existing one of that name is accepted.
+pub async fn create_network(client: &HostClient, name: &str, net_labels: &BTreeMap<String, String>) -> Result<(), DockerError> {
+    let request = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some("bridge".into()),
+        labels: Some(net_labels.clone().into_iter().collect()),
+        ..Default::default()
+    };
+    match client.call(&format!("create network {name}"), client.docker.create_network(request)).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn remove_network(client: &HostClient, name: &str) -> Result<(), DockerError> {
+    match client.call(&format!("remove network {name}"), client.docker.remove_network(name)).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Creates a container from its desired config; returns its id. A name taken by anyone else is an error.
+pub async fn create(client: &HostClient, c: &DesiredContainer) -> Result<String, DockerError> {
+    let options = CreateContainerOptions { name: Some(c.name.clone()), ..Default::default() };
+    let op = format!("create {}", c.name);
+    let body = create_body(c);
+    match client.call(&op, client.docker.create_container(Some(options), body)).await {
+        Ok(r) => Ok(r.id),
+        Err(mut e) if e.status == Some(409) => {
+            e.message = format!("container name {} is already taken on this host: {}", c.name, e.message);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Translates a desired container into Docker's create body; env values are exposed only here.
+pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &c.ports {
+        let proto = match p.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let key = format!("{}/{}", p.container_port, proto);
+        exposed.push(key.clone());
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: p.host_ip.map(|ip| ip.to_string()),
+            host_port: Some(p.host_port.to_string()),
+        });
+    }
+    let mounts = c
+        .volumes
+        .iter()
+        .map(|v| match v {
+            VolumeMount::Named { name, target, read_only } => Mount {
+                typ: Some(MountType::VOLUME),
+                source: Some(name.clone()),
+                target: Some(target.clone()),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+            VolumeMount::Bind { source, target, read_only } => Mount {
+                typ: Some(MountType::BIND),
+                source: Some(source.clone()),
+                target: Some(target.clone()),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let restart = match c.restart {
+        RestartPolicy::No => DockerRestart { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
+        RestartPolicy::Always => DockerRestart { name: Some(RestartPolicyNameEnum::ALWAYS), maximum_retry_count: None },
+        RestartPolicy::UnlessStopped => {
+            DockerRestart { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
+        }
+        RestartPolicy::OnFailure(n) => DockerRestart {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: n.map(|n| n as i64),
+        },
+    };
+    let healthcheck = c.healthcheck.as_ref().map(|h| HealthConfig {
+        test: Some(h.test.clone()),
+        interval: h.interval.map(|d| d.as_nanos() as i64),
+        timeout: h.timeout.map(|d| d.as_nanos() as i64),
+        retries: h.retries.map(|r| r as i64),
+        start_period: h.start_period.map(|d| d.as_nanos() as i64),
+        ..Default::default()
+    });
+    let endpoint = EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() };
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        cmd: c.cmd.clone(),
+        env: Some(c.env.to_docker()),
+        labels: Some(c.labels.clone().into_iter().collect()),
+        exposed_ports: Some(exposed),
+        healthcheck,
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            mounts: Some(mounts),
+            restart_policy: Some(restart),
+            memory: c.memory,
+            nano_cpus: c.nano_cpus,
+            network_mode: Some(c.network.clone()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(c.network.clone(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+pub async fn start(client: &HostClient, id: &str, name: &str) -> Result<(), DockerError> {
+    client
+        .call(&format!("start {name}"), client.docker.start_container(id, None::<StartContainerOptions>))
+        .await
+}
+
+/// Stops gracefully; a container that is already gone or stopped is fine.
+pub async fn stop(client: &HostClient, id: &str, name: &str) -> Result<(), DockerError> {
+    let options = StopContainerOptions { t: Some(STOP_GRACE_SECS), ..Default::default() };
+    match client.call(&format!("stop {name}"), client.docker.stop_container(id, Some(options))).await {
+        Err(e) if e.is_not_found() || e.status == Some(304) => Ok(()),
+        other => other,
+    }
+}
+
+/// Removes a container but never its volumes (`v=false`): data outlives every prune.
+pub async fn remove(client: &HostClient, id: &str, name: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptions { force: true, v: false, ..Default::default() };
+    match client.call(&format!("remove {name}"), client.docker.remove_container(id, Some(options))).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// A container's state and health right now, plus the last health-check output (for Degraded messages).
+pub async fn inspect_health(
+    client: &HostClient,
+    id: &str,
+) -> Result<(ContainerState, Option<Health>, Option<String>), DockerError> {
+    let info = client.call("inspect", client.docker.inspect_container(id, None::<InspectContainerOptions>)).await?;
+    let state = info.state.unwrap_or_default();
+    let cstate = match state.status.map(|s| s.to_string()).as_deref() {
+        Some("running") => ContainerState::Running,
+        Some("restarting") => ContainerState::Restarting,
+        Some("paused") => ContainerState::Paused,
+        Some("created") => ContainerState::Created,
+        Some("dead") => ContainerState::Dead,
+        Some("removing") => ContainerState::Removing,
+        _ => ContainerState::Exited,
+    };
+    let (health, output) = match state.health {
+        Some(h) => {
+            let status = h.status.map(|s| s.to_string());
+            let health = match status.as_deref() {
+                Some("healthy") => Some(Health::Healthy),
+                Some("unhealthy") => Some(Health::Unhealthy),
+                Some("starting") => Some(Health::Starting),
+                _ => None,
+            };
+            let output = h.log.and_then(|l| l.last().and_then(|r| r.output.clone())).map(|o| o.trim().to_string());
+            (health, output)
+        }
+        None => (None, None),
+    };
+    Ok((cstate, health, output))
+}
