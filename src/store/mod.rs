@@ -344,9 +344,33 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
 }
 
-/// tonic errors span several lines; users get one.
+/// tonic errors nest a transport error inside a gRPC status inside etcd's error, each repeating
+/// the next; users get the root cause on one line, e.g. `connection refused`.
 fn one_line(e: &etcd_client::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
+    let inner: &(dyn std::error::Error + 'static) = match e {
+        etcd_client::Error::GRpcStatus(s) if std::error::Error::source(s).is_none() && !s.message().is_empty() => {
+            return first_line(s.message());
+        }
+        etcd_client::Error::GRpcStatus(s) => s,
+        etcd_client::Error::TransportError(t) => t,
+        etcd_client::Error::IoError(io) => io,
+        other => return first_line(&other.to_string()),
+    };
+    let mut root = inner;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    if let Some(io) = root.downcast_ref::<std::io::Error>() {
+        if io.raw_os_error().is_some() {
+            // "Connection refused (os error 111)" → "connection refused"
+            return io.kind().to_string();
+        }
+    }
+    first_line(&root.to_string())
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 /// RFC 3339 UTC timestamp without pulling in a date crate.
