@@ -203,10 +203,11 @@ impl Store {
     {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut new = desired.clone();
+            // Store-owned: only `delete` sets it, never a user's file (on create or on update).
+            new.meta_mut().deletion_timestamp = None;
             let (outcome, compare) = match self.get_json::<T>(key).await? {
                 None => {
                     new.meta_mut().generation = Some(1);
-                    new.meta_mut().deletion_timestamp = None;
                     (ApplyOutcome::Created, Compare::create_revision(key, CompareOp::Equal, 0))
                 }
                 Some(stored) => {
