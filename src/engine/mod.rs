@@ -170,6 +170,8 @@ struct Run<'a> {
     fatal: Option<String>,
     counts: BTreeMap<String, u64>,
     health_timeout: Duration,
+    /// One pull at a time per host: roles run in parallel and may need the same image on one host.
+    pull_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
 }
 
 impl<'a> Run<'a> {
@@ -185,6 +187,7 @@ impl<'a> Run<'a> {
             fatal: None,
             counts: BTreeMap::new(),
             health_timeout,
+            pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
         }
     }
 
@@ -301,7 +304,7 @@ impl<'a> Run<'a> {
         let err = |e: DockerError| ActionFailure::Error(e.to_string());
         match action {
             Action::Pull { image, .. } => {
-                if ops::pull(c, image).await.map_err(err)? {
+                if self.ensure_image(c, image).await.map_err(err)? {
                     count("pull");
                 }
             }
@@ -309,6 +312,9 @@ impl<'a> Run<'a> {
                 ops::create_network(c, network, &labels::network_labels(app, ns)).await.map_err(err)?;
             }
             Action::Create { container, .. } => {
+                if self.ensure_image(c, &container.image).await.map_err(err)? {
+                    count("pull");
+                }
                 let id = ops::create(c, container).await.map_err(err)?;
                 count("create");
                 ops::start(c, &id, &container.name).await.map_err(err)?;
@@ -351,6 +357,10 @@ impl<'a> Run<'a> {
         count: &mut impl FnMut(&str),
     ) -> Result<(), ActionFailure> {
         let err = |e: DockerError| ActionFailure::Error(e.to_string());
+        // Pull before stopping the old container, so the host is down only between stop and start.
+        if self.ensure_image(c, &new.image).await.map_err(err)? {
+            count("pull");
+        }
         ops::stop(c, old_id, old_name).await.map_err(err)?;
         count("stop");
         let attempt = async {
@@ -384,6 +394,16 @@ impl<'a> Run<'a> {
                 )))
             }
         }
+    }
+
+    /// Pulls an image unless present; the plan's Pull and every create go through here, so two roles
+    /// on one host never race on the same pull.
+    async fn ensure_image(&self, c: &HostClient, image: &str) -> Result<bool, DockerError> {
+        let _guard = match self.pull_locks.get(&c.name) {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        ops::pull(c, image).await
     }
 
     async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), String> {
@@ -483,7 +503,7 @@ impl<'a> Run<'a> {
         let relevant_hosts: BTreeSet<&str> = host_status.keys().map(String::as_str).collect();
         for (h, e) in self.host_errors.iter().chain(after.errors.iter()) {
             if relevant_hosts.contains(h.as_str()) || desired.iter().any(|d| &d.host == h) {
-                let line = format!("host {h}: {e}");
+                let line = if e.starts_with(&format!("host {h}:")) { e.clone() } else { format!("host {h}: {e}") };
                 if !errors.contains(&line) && !errors.iter().any(|x| x.contains(e.as_str())) {
                     errors.push(line);
                 }
