@@ -172,6 +172,8 @@ struct Run<'a> {
     health_timeout: Duration,
     /// One pull at a time per host: roles run in parallel and may need the same image on one host.
     pull_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
+    /// Networks known to exist per host; roles run in parallel, so each create makes sure of its own.
+    networks: std::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
 impl<'a> Run<'a> {
@@ -188,6 +190,12 @@ impl<'a> Run<'a> {
             counts: BTreeMap::new(),
             health_timeout,
             pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
+            networks: std::sync::Mutex::new(
+                obs.hosts
+                    .iter()
+                    .flat_map(|(h, o)| o.networks.iter().map(move |n| (h.clone(), n.name.clone())))
+                    .collect(),
+            ),
         }
     }
 
@@ -309,12 +317,13 @@ impl<'a> Run<'a> {
                 }
             }
             Action::CreateNetwork { network, .. } => {
-                ops::create_network(c, network, &labels::network_labels(app, ns)).await.map_err(err)?;
+                self.ensure_network(c, network).await.map_err(err)?;
             }
             Action::Create { container, .. } => {
                 if self.ensure_image(c, &container.image).await.map_err(err)? {
                     count("pull");
                 }
+                self.ensure_network(c, &container.network).await.map_err(err)?;
                 let id = ops::create(c, container).await.map_err(err)?;
                 count("create");
                 ops::start(c, &id, &container.name).await.map_err(err)?;
@@ -361,6 +370,7 @@ impl<'a> Run<'a> {
         if self.ensure_image(c, &new.image).await.map_err(err)? {
             count("pull");
         }
+        self.ensure_network(c, &new.network).await.map_err(err)?;
         ops::stop(c, old_id, old_name).await.map_err(err)?;
         count("stop");
         let attempt = async {
@@ -404,6 +414,18 @@ impl<'a> Run<'a> {
             None => None,
         };
         ops::pull(c, image).await
+    }
+
+    /// Creates the app network on a host unless it is known to exist (creation is idempotent anyway).
+    async fn ensure_network(&self, c: &HostClient, network: &str) -> Result<(), DockerError> {
+        let key = (c.name.clone(), network.to_string());
+        if self.networks.lock().expect("network set").contains(&key) {
+            return Ok(());
+        }
+        let (app, ns) = (&self.app.metadata.name, self.app.namespace());
+        ops::create_network(c, network, &labels::network_labels(app, ns)).await?;
+        self.networks.lock().expect("network set").insert(key);
+        Ok(())
     }
 
     async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), String> {
