@@ -1,1 +1,2 @@
-//! (being written)
+//! The operator runtime: watch the store, queue work, converge, repair drift, lead.
+pub mod queue;
