@@ -174,6 +174,9 @@ struct Run<'a> {
     pull_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
     /// Networks known to exist per host; roles run in parallel, so each create makes sure of its own.
     networks: std::sync::Mutex<BTreeSet<(String, String)>>,
+    /// One network creation at a time per host: Docker (API < 1.44) does not refuse a second network of
+    /// the same name, and two roles creating it at once leave every later start "ambiguous".
+    network_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
 }
 
 impl<'a> Run<'a> {
@@ -190,6 +193,7 @@ impl<'a> Run<'a> {
             counts: BTreeMap::new(),
             health_timeout,
             pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
+            network_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             networks: std::sync::Mutex::new(
                 obs.hosts
                     .iter()
@@ -416,9 +420,13 @@ impl<'a> Run<'a> {
         ops::pull(c, image).await
     }
 
-    /// Creates the app network on a host unless it is known to exist (creation is idempotent anyway).
+    /// Creates the app network on a host unless it is known to exist, one creation at a time per host.
     async fn ensure_network(&self, c: &HostClient, network: &str) -> Result<(), DockerError> {
         let key = (c.name.clone(), network.to_string());
+        let _guard = match self.network_locks.get(&c.name) {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         if self.networks.lock().expect("network set").contains(&key) {
             return Ok(());
         }
