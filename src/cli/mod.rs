@@ -142,6 +142,24 @@ pub enum Command {
         #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Run the operator: watch the store and keep every host converged, for ever.
+    Operator {
+        /// Apps converged at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Every app is converged again this often even when nothing changed.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        resync: std::time::Duration,
+        /// Leader lease TTL: a standby takes over within about this long after the leader dies.
+        #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+        lease_ttl: std::time::Duration,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_addr: std::net::SocketAddr,
+        /// Name of this operator in the leader key (default: hostname-pid).
+        #[arg(long)]
+        identity: Option<String>,
+    },
     /// Show an App's status as the last converge wrote it.
     Status {
         name: String,
@@ -182,7 +200,8 @@ pub fn main() -> i32 {
             return code as i32;
         }
     };
-    init_logging(cli.global.log_format);
+    let level = if matches!(cli.command, Command::Operator { .. }) { "info" } else { "warn" };
+    init_logging(cli.global.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -199,9 +218,9 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -242,6 +261,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Plan { name, namespace, files, output } => commands::plan(&cli.global, name, namespace, files, output).await,
         Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
         Command::Status { name, namespace, output } => commands::status(&cli.global, &name, &namespace, output).await,
+        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity } => {
+            let identity = identity.unwrap_or_else(default_identity);
+            let cfg = crate::controller::operator::OperatorConfig {
+                concurrency,
+                resync,
+                lease_ttl,
+                metrics_addr,
+                identity,
+                shutdown_grace: std::time::Duration::from_secs(30),
+            };
+            let store = connect(&cli.global).await?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            crate::controller::operator::run(store, cfg, rx)
+                .await
+                .map_err(|e| Failure::new(ExitCode::InvalidInput, format!("--metrics-addr {metrics_addr}: {e}")))
+        }
         Command::Delete { what } => {
             let store = connect(&cli.global).await?;
             match what {
@@ -256,6 +295,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// `5m`, `15s`, `1h30m`: the same duration syntax as the specs.
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    spec::parse_duration(s)
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    format!("{}-{}", if host.is_empty() { "berth" } else { &host }, std::process::id())
+}
+
+/// SIGTERM or SIGINT: the operator stops taking work, drains and releases its lease.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

@@ -92,6 +92,20 @@ impl<K: Clone + Eq + Hash + Send> WorkQueue<K> {
         }
     }
 
+    /// Asks for a run unless one is already queued, running, or waiting out a backoff (periodic resync).
+    pub fn add_if_idle(&self, key: K) {
+        let mut s = self.state.lock().expect("queue lock");
+        if s.queued.contains(&key) || s.running.contains(&key) || s.delayed.contains_key(&key) {
+            return;
+        }
+        self.enqueue(&mut s, key);
+    }
+
+    /// Whether a key is being worked on right now (an event about it is then most likely our own doing).
+    pub fn is_running(&self, key: &K) -> bool {
+        self.state.lock().expect("queue lock").running.contains(key)
+    }
+
     /// Asks for a run after `delay`, unless an earlier request for the key is already pending.
     pub fn add_after(&self, key: K, delay: Duration) {
         let mut s = self.state.lock().expect("queue lock");

@@ -69,11 +69,15 @@ impl HostClient {
         F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
     {
         let _permit = self.permits.acquire().await.map_err(|_| DockerError::new(&self.name, op, "client closed"))?;
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(DockerError::from_bollard(&self.name, op, e)),
             Err(_) => Err(DockerError::new(&self.name, op, format!("no answer within {}s", CALL_TIMEOUT.as_secs()))),
-        }
+        };
+        let failed = matches!(&result, Err(e) if e.status.is_none_or(|s| s >= 500));
+        crate::metrics::global().docker_call(&self.name, crate::metrics::op_label(op), started.elapsed(), !failed);
+        result
     }
 }
 

@@ -2,6 +2,7 @@
 //! because the pure planner decides ownership from labels alone.
 
 pub mod connect;
+pub mod events;
 pub mod ops;
 
 pub use connect::{connect, DockerError, HostClient};

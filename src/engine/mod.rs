@@ -244,7 +244,17 @@ impl<'a> Run<'a> {
             self.absorb(r);
         }
         // Phase 3: prune, on every reachable host.
+        let before = self.host_errors.clone();
         self.run_host_sequences(&plan.prune).await;
+        let pruned = plan
+            .prune
+            .iter()
+            .filter(|a| matches!(a, Action::Remove { .. }))
+            .filter(|a| self.host_errors.get(a.host()) == before.get(a.host()))
+            .count() as u64;
+        if pruned > 0 {
+            *self.counts.entry("pruned".into()).or_default() += pruned;
+        }
     }
 
     fn absorb(&mut self, r: RoleResult) {
@@ -312,7 +322,10 @@ impl<'a> Run<'a> {
     async fn exec(&self, c: &HostClient, action: &Action, counts: &mut BTreeMap<String, u64>) -> Result<(), ActionFailure> {
         let (app, ns) = (&self.app.metadata.name, self.app.namespace());
         info!(app = %app, namespace = %ns, "{action}");
-        let mut count = |verb: &str| *counts.entry(verb.to_string()).or_default() += 1;
+        let mut count = |verb: &str| {
+            *counts.entry(verb.to_string()).or_default() += 1;
+            crate::metrics::global().container_actions.with_label_values(&[c.name.as_str(), verb]).inc();
+        };
         let err = |e: DockerError| ActionFailure::Error(e.to_string());
         match action {
             Action::Pull { image, .. } => {

@@ -69,6 +69,8 @@ pub struct Store {
     client: Client,
     keys: Keys,
     endpoints: String,
+    /// Set on the operator's leader: its writes succeed only while its lease still owns the leader key.
+    fence: Option<i64>,
 }
 
 impl Store {
@@ -91,7 +93,41 @@ impl Store {
             Ok(Err(e)) => return Err(unreachable(one_line(&e))),
             Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
         }
-        Ok(Store { client, keys: Keys::new(prefix), endpoints: joined })
+        Ok(Store { client, keys: Keys::new(prefix), endpoints: joined, fence: None })
+    }
+
+    /// A copy whose status writes and key removals are fenced by the leader lease `lease`.
+    pub fn fenced(&self, lease: i64) -> Store {
+        Store { fence: Some(lease), ..self.clone() }
+    }
+
+    /// The compare that makes a write conditional on still leading, when fenced.
+    fn fence_compare(&self) -> Vec<Compare> {
+        match self.fence {
+            Some(lease) => vec![Compare::lease(self.keys.leader(), CompareOp::Equal, lease)],
+            None => Vec::new(),
+        }
+    }
+
+    /// Runs a fenced transaction; a failed fence is reported as lost leadership.
+    async fn fenced_txn(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
+        let fence = self.fence_compare();
+        if fence.is_empty() {
+            let txn = Txn::new().when(compares).and_then(ops);
+            return Ok(self.client.kv_client().txn(txn).await?.succeeded());
+        }
+        // Check the fence first, then the caller's own condition, so the two failures are told apart.
+        let mut all = fence.clone();
+        all.extend(compares.clone());
+        let txn = Txn::new().when(all).and_then(ops);
+        if self.client.kv_client().txn(txn).await?.succeeded() {
+            return Ok(true);
+        }
+        let check = Txn::new().when(fence).and_then(Vec::<TxnOp>::new());
+        if !self.client.kv_client().txn(check).await?.succeeded() {
+            return Err(StoreError::Refused("this operator no longer holds the leader lease".into()));
+        }
+        Ok(false)
     }
 
     pub fn keys(&self) -> &Keys {
@@ -293,16 +329,23 @@ impl Store {
     /// whose containers were removed (a re-created App is never deleted by a stale finalizer).
     pub async fn remove_app_keys(&self, namespace: &str, name: &str, mod_revision: i64) -> Result<bool, StoreError> {
         let key = self.keys.app(namespace, name);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::delete(key.as_str(), None), TxnOp::delete(self.keys.status(namespace, name), None)]);
-        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+        self.fenced_txn(
+            vec![Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_revision)],
+            vec![TxnOp::delete(key.as_str(), None), TxnOp::delete(self.keys.status(namespace, name), None)],
+        )
+        .await
     }
 
     /// Writes an App's status (any serializable shape the engine owns).
     pub async fn put_status<T: Serialize>(&self, namespace: &str, name: &str, status: &T) -> Result<(), StoreError> {
         let body = serde_json::to_vec(status).expect("status always serializes");
-        self.client.kv_client().put(self.keys.status(namespace, name), body, None).await?;
+        self.fenced_txn(Vec::new(), vec![TxnOp::put(self.keys.status(namespace, name), body, None)]).await?;
+        Ok(())
+    }
+
+    /// Removes a status key whose App is already gone.
+    pub async fn delete_status(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
+        self.fenced_txn(Vec::new(), vec![TxnOp::delete(self.keys.status(namespace, name), None)]).await?;
         Ok(())
     }
 

@@ -1,0 +1,91 @@
+//! Leader election over an etcd lease: the leader key holds this process's identity under its lease;
+//! the others wait for the key to go. Losing the keep-alive for a whole TTL means losing leadership.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::store::Store;
+
+/// Who leads, as the workers see it: `Some(lease)` while this process leads.
+pub type Leadership = watch::Receiver<Option<i64>>;
+
+/// Campaigns for ever: leads while it can, steps down when the lease is lost, revokes it on shutdown.
+pub async fn campaign(store: Store, identity: String, ttl: Duration, tx: watch::Sender<Option<i64>>, mut shutdown: watch::Receiver<bool>) {
+    let key = store.keys().leader();
+    let ttl_secs = ttl.as_secs().max(2) as i64;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut client = store.client();
+        let lease = match client.lease_grant(ttl_secs, None).await {
+            Ok(l) => l.id(),
+            Err(e) => {
+                warn!(error = %e, "cannot get a lease; retrying");
+                tokio::select! { _ = tokio::time::sleep(ttl / 3) => continue, _ = shutdown.changed() => return }
+            }
+        };
+        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
+            Ok(k) => k,
+            Err(e) => {
+                warn!(error = %e, "cannot keep a lease alive; retrying");
+                tokio::select! { _ = tokio::time::sleep(ttl / 3) => continue, _ = shutdown.changed() => return }
+            }
+        };
+        let mut leading = false;
+        let mut last_renewed = Instant::now();
+        loop {
+            if !leading {
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key.as_str(), identity.as_str(), Some(PutOptions::new().with_lease(lease)))]);
+                match client.txn(txn).await {
+                    Ok(r) if r.succeeded() => {
+                        leading = true;
+                        info!(identity = %identity, lease, "became leader");
+                        crate::metrics::global().leader.set(1);
+                        let _ = tx.send(Some(lease));
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "leader election request failed"),
+                }
+            }
+            let renew = async {
+                keeper.keep_alive().await?;
+                responses.message().await
+            };
+            let renewed = tokio::select! {
+                r = tokio::time::timeout(ttl / 3, renew) => r,
+                _ = shutdown.changed() => {
+                    if leading {
+                        let _ = tx.send(None);
+                        crate::metrics::global().leader.set(0);
+                    }
+                    let _ = client.lease_revoke(lease).await;
+                    info!("lease released");
+                    return;
+                }
+            };
+            match renewed {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => last_renewed = Instant::now(),
+                other => {
+                    if last_renewed.elapsed() >= ttl || matches!(other, Ok(Ok(Some(_)))) {
+                        if leading {
+                            warn!("lost the leader lease: stepping down");
+                            crate::metrics::global().leader.set(0);
+                            let _ = tx.send(None);
+                        }
+                        break;
+                    }
+                }
+            }
+            // A standby looks more often than it renews, so it takes over soon after the old lease expires.
+            let pause = if leading { ttl / 3 } else { (ttl / 3).min(Duration::from_secs(1)) };
+            tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.changed() => {} }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

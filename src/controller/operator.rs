@@ -1,0 +1,371 @@
+//! `berth operator`: the long-running loop. It lists and watches the store, keeps a work queue of apps,
+//! converges them with the engine while it holds the leader lease, repairs drift reported by Docker
+//! events, and resyncs every app periodically. It never needs a person to restart it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::leader;
+use super::queue::{retry_backoff, QueueObserver, WorkQueue};
+use super::reflector::{self, AppKey, Change, Reflector};
+use crate::docker::events::container_events;
+use crate::engine::{self, HostPool, Phase};
+use crate::metrics::{self, server::Readiness};
+use crate::spec::{App, Host};
+use crate::store::{now_rfc3339, Store, Versioned};
+
+/// Knobs of the operator (flags of `berth operator`).
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    pub concurrency: usize,
+    pub resync: Duration,
+    pub lease_ttl: Duration,
+    pub metrics_addr: SocketAddr,
+    pub identity: String,
+    /// How long in-flight work may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Feeds the queue's counters into the `berth_workqueue_*` metrics.
+struct QueueMetrics;
+
+impl QueueObserver for QueueMetrics {
+    fn added(&self) {
+        metrics::global().workqueue_adds.inc();
+    }
+    fn depth(&self, depth: usize) {
+        metrics::global().workqueue_depth.set(depth as i64);
+    }
+    fn waited(&self, waited: Duration) {
+        metrics::global().workqueue_queue_duration.with_label_values::<&str>(&[]).observe(waited.as_secs_f64());
+    }
+}
+
+/// Everything the operator's tasks share.
+struct Shared {
+    store: Store,
+    reflector: Arc<Reflector>,
+    queue: WorkQueue<AppKey>,
+    pool: HostPool,
+    /// Last known spec of apps whose keys vanished, until their containers are gone.
+    tombstones: Mutex<HashMap<AppKey, Versioned<App>>>,
+    leadership: watch::Receiver<Option<i64>>,
+    /// Hosts whose Docker event stream is connected (their view of containers is current).
+    hosts_synced: Mutex<BTreeMap<String, bool>>,
+    stopping: AtomicBool,
+}
+
+impl Readiness for Shared {
+    fn ready(&self) -> Result<String, String> {
+        if !self.reflector.is_ready() {
+            return Err("etcd not listed yet".into());
+        }
+        let synced = self.hosts_synced.lock().expect("synced lock");
+        let waiting: Vec<&str> = synced.iter().filter(|(_, ok)| !**ok).map(|(h, _)| h.as_str()).collect();
+        if !waiting.is_empty() {
+            return Err(format!("host caches not synced: {}", waiting.join(", ")));
+        }
+        let leads = self.leadership.borrow().is_some();
+        Ok(if leads { "leader".into() } else { "standby".into() })
+    }
+}
+
+/// Runs the operator until `shutdown` turns true; then drains in-flight work, releases the lease and returns.
+pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let (leader_tx, leadership) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        reflector: Arc::new(Reflector::default()),
+        queue: WorkQueue::new(retry_backoff(), Box::new(QueueMetrics)),
+        pool: HostPool::new(),
+        tombstones: Mutex::new(HashMap::new()),
+        leadership,
+        hosts_synced: Mutex::new(BTreeMap::new()),
+        stopping: AtomicBool::new(false),
+    });
+    let server = metrics::server::serve(cfg.metrics_addr, shared.clone(), shutdown.clone()).await?;
+    info!(addr = %cfg.metrics_addr, identity = %cfg.identity, "operator starting");
+
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())));
+    tasks.push(tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, shutdown.clone())));
+    tasks.push(tokio::spawn(dispatch(shared.clone(), changes_rx)));
+    tasks.push(tokio::spawn(on_leadership(shared.clone())));
+    tasks.push(tokio::spawn(resync(shared.clone(), cfg.resync, shutdown.clone())));
+    tasks.push(tokio::spawn(host_watchers(shared.clone(), shutdown.clone())));
+    let workers: Vec<_> = (0..cfg.concurrency.max(1)).map(|_| tokio::spawn(worker(shared.clone()))).collect();
+
+    let mut sd = shutdown.clone();
+    let _ = sd.wait_for(|s| *s).await;
+    info!("shutting down: no new work; waiting for in-flight reconciles");
+    shared.stopping.store(true, Ordering::SeqCst);
+    shared.queue.close();
+    let drained = tokio::time::timeout(cfg.shutdown_grace, futures::future::join_all(workers)).await;
+    if drained.is_err() {
+        warn!(grace = ?cfg.shutdown_grace, "in-flight reconciles did not finish in time");
+    }
+    // The leader task revokes the lease when it sees the shutdown.
+    let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
+    let _ = server.await;
+    info!("operator stopped");
+    Ok(())
+}
+
+/// Turns store changes into queue requests.
+async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) {
+    let mut known_hosts: Vec<String> = Vec::new();
+    while let Some(change) = rx.recv().await {
+        match change {
+            Change::App(key) => {
+                metrics::global().app_known(&key.1, &key.0);
+                shared.tombstones.lock().expect("tombstones").remove(&key);
+                shared.queue.add(key);
+            }
+            Change::AppGone(key, last) => {
+                shared.tombstones.lock().expect("tombstones").insert(key.clone(), *last);
+                shared.queue.add(key);
+            }
+            Change::Hosts => {
+                let hosts: Vec<String> = shared.reflector.hosts().into_iter().map(|h| h.metadata.name).collect();
+                for h in known_hosts.iter().filter(|h| !hosts.contains(h)) {
+                    metrics::global().host_gone(h);
+                    shared.hosts_synced.lock().expect("synced lock").remove(h);
+                }
+                for h in &hosts {
+                    metrics::global().host_known(h);
+                }
+                known_hosts = hosts;
+                for key in all_keys(&shared) {
+                    shared.queue.add(key);
+                }
+            }
+        }
+    }
+}
+
+fn all_keys(shared: &Shared) -> Vec<AppKey> {
+    let mut keys = shared.reflector.app_keys();
+    keys.extend(shared.tombstones.lock().expect("tombstones").keys().cloned());
+    keys
+}
+
+/// A new leader does not trust what a standby queued: it queues every app.
+async fn on_leadership(shared: Arc<Shared>) {
+    let mut rx = shared.leadership.clone();
+    while rx.changed().await.is_ok() {
+        if rx.borrow_and_update().is_some() {
+            shared.reflector.wait_ready().await;
+            for key in all_keys(&shared) {
+                shared.queue.add(key);
+            }
+        }
+    }
+}
+
+/// Requeues every app periodically, except those already queued or backing off.
+async fn resync(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! { _ = tokio::time::sleep(every) => {}, _ = shutdown.changed() => return }
+        for key in all_keys(&shared) {
+            shared.queue.add_if_idle(key);
+        }
+    }
+}
+
+/// Keeps one Docker event stream per Host, restarting streams whose Host changed or went away.
+async fn host_watchers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    shared.reflector.wait_ready().await;
+    let mut running: HashMap<String, (Host, tokio::task::JoinHandle<()>)> = HashMap::new();
+    loop {
+        let hosts = shared.reflector.hosts();
+        running.retain(|name, (spec, handle)| {
+            let keep = hosts.iter().any(|h| h == spec) && !handle.is_finished();
+            if !keep {
+                handle.abort();
+                let _ = name;
+            }
+            keep
+        });
+        for h in hosts {
+            if !running.contains_key(&h.metadata.name) {
+                shared.hosts_synced.lock().expect("synced lock").entry(h.metadata.name.clone()).or_insert(false);
+                let handle = tokio::spawn(watch_host(shared.clone(), h.clone()));
+                running.insert(h.metadata.name.clone(), (h, handle));
+            }
+        }
+        tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.changed() => break }
+    }
+    for (_, (_, handle)) in running {
+        handle.abort();
+    }
+}
+
+/// Follows one host's events for ever; a drop or a reconnect queues the apps that may have changed.
+async fn watch_host(shared: Arc<Shared>, host: Host) {
+    let name = host.metadata.name.clone();
+    let mut backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+    loop {
+        match shared.pool.client(&host).await {
+            Ok(client) => {
+                let mut events = Box::pin(container_events(&client));
+                metrics::global().host_up.with_label_values(&[&name]).set(1);
+                shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), true);
+                // Anything may have happened while we were not listening: look at every app again.
+                for key in all_keys(&shared) {
+                    shared.queue.add(key);
+                }
+                backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(ev) if ev.is_drift() => {
+                            let key = (ev.namespace.clone(), ev.app.clone());
+                            if !shared.queue.is_running(&key) {
+                                info!(host = %name, app = %ev.app, namespace = %ev.namespace, container = %ev.container, action = %ev.action, "drift");
+                                metrics::global().drift_repairs.with_label_values(&[&ev.app, &ev.namespace]).inc();
+                            }
+                            shared.queue.add(key);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(host = %name, error = %e, "docker event stream broke");
+                            break;
+                        }
+                    }
+                }
+                shared.pool.forget(&name).await;
+            }
+            Err(e) => warn!(host = %name, error = %e, "host unreachable"),
+        }
+        metrics::global().host_up.with_label_values(&[&name]).set(0);
+        shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), false);
+        for key in all_keys(&shared) {
+            shared.queue.add_if_idle(key);
+        }
+        let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Takes apps off the queue while this process leads.
+async fn worker(shared: Arc<Shared>) {
+    let mut leadership = shared.leadership.clone();
+    loop {
+        let current = *leadership.borrow_and_update();
+        let lease = match current {
+            Some(l) => l,
+            None => {
+                if shared.stopping.load(Ordering::SeqCst) || leadership.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        shared.reflector.wait_ready().await;
+        let key = tokio::select! {
+            k = shared.queue.next() => match k { Some(k) => k, None => return },
+            _ = leadership.changed() => continue,
+        };
+        let ok = reconcile(&shared, &key, lease).await;
+        shared.queue.done(&key, ok);
+    }
+}
+
+/// One reconcile of one app: converge, record metrics, report whether it reached Ready.
+async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
+    let (ns, name) = (key.0.as_str(), key.1.as_str());
+    let app = match shared.reflector.app(key) {
+        Some(a) => a,
+        None => {
+            let Some(last) = shared.tombstones.lock().expect("tombstones").get(key).cloned() else {
+                return true;
+            };
+            // Gone from our view: make sure with a fresh (linearizable) read before removing anything.
+            match shared.store.get_app(ns, name).await {
+                Ok(Some(_)) => return true, // it is back; the watch will bring it
+                Ok(None) => {
+                    let mut gone = last;
+                    gone.value.metadata.deletion_timestamp.get_or_insert_with(now_rfc3339);
+                    gone.mod_revision = 0;
+                    gone
+                }
+                Err(e) => {
+                    warn!(app = %name, namespace = %ns, error = %e, "cannot confirm the app is gone; not pruning");
+                    return false;
+                }
+            }
+        }
+    };
+    let generation = app.value.metadata.generation.unwrap_or(0);
+    let span = info_span!("reconcile", app = %name, namespace = %ns, generation);
+    let store = shared.store.fenced(lease);
+    let hosts = shared.reflector.hosts();
+    let started = Instant::now();
+    let m = metrics::global();
+    let result = engine::converge(&store, &shared.pool, &app, &hosts).instrument(span).await;
+    m.reconcile_duration.with_label_values(&[name, ns]).observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcome) => {
+            if outcome.finalized {
+                shared.tombstones.lock().expect("tombstones").remove(key);
+                shared.queue.forget(key);
+                m.app_gone(name, ns);
+                info!(app = %name, namespace = %ns, "app removed");
+                return true;
+            }
+            let status = &outcome.status;
+            let ready = status.phase == Phase::Ready;
+            m.reconcile_total.with_label_values(&[name, ns, if ready { "success" } else { "error" }]).inc();
+            if !ready {
+                let reason = match status.phase {
+                    Phase::Blocked => "blocked",
+                    _ if status.message.contains("rolled back") => "rollback",
+                    _ if status.hosts.values().any(|h| !h.reachable) => "host_unreachable",
+                    _ => "docker",
+                };
+                m.reconcile_errors.with_label_values(&[name, ns, reason]).inc();
+            }
+            m.app_ready.with_label_values(&[name, ns]).set(ready as i64);
+            m.app_generation_lag.with_label_values(&[name, ns]).set(generation - status.observed_generation);
+            if ready {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                m.app_last_ready.with_label_values(&[name, ns]).set(now.as_secs_f64());
+            }
+            if let Some(n) = outcome.actions.get("pruned") {
+                m.pruned_containers.with_label_values(&[name, ns]).inc_by(*n);
+            }
+            m.set_containers(name, ns, container_rows(&outcome.status));
+            ready
+        }
+        Err(e) => {
+            warn!(app = %name, namespace = %ns, error = %e, "reconcile failed on the store");
+            m.reconcile_total.with_label_values(&[name, ns, "error"]).inc();
+            m.reconcile_errors.with_label_values(&[name, ns, "store"]).inc();
+            false
+        }
+    }
+}
+
+/// `berth_containers` rows from a status: one count per host, component and state.
+fn container_rows(status: &engine::AppStatus) -> Vec<(String, String, &'static str, i64)> {
+    let mut rows = Vec::new();
+    for (host, hs) in &status.hosts {
+        for c in &hs.containers {
+            let state = match (c.state.as_str(), c.health.as_deref()) {
+                (_, Some("unhealthy")) => "unhealthy",
+                ("running", _) => "running",
+                _ => "exited",
+            };
+            rows.push((host.clone(), c.component.clone(), state, 1));
+        }
+    }
+    rows
+}
