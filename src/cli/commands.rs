@@ -155,3 +155,82 @@ pub fn render_status(name: &str, namespace: &str, s: &AppStatus) -> String {
     }
     out
 }
+
+/// Follows an App's status until it is settled for the App's current generation: Ready (Ok), or
+/// Degraded/Blocked (NotReady), or the timeout (Timeout). Shows each host's progress as it goes:
+/// a live display on a terminal, plain lines otherwise.
+pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std::time::Duration) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let live = std::io::stderr().is_terminal();
+    let bar = live.then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let mut last_line = String::new();
+    loop {
+        let app = load_app(store, name, namespace).await?;
+        let generation = app.value.metadata.generation.unwrap_or(0);
+        let status: Option<AppStatus> = store.get_status(namespace, name).await?;
+        let line = match &status {
+            None => format!("app/{name} -n {namespace}: waiting for the operator"),
+            Some(s) => progress_line(name, namespace, s, generation),
+        };
+        if line != last_line {
+            match &bar {
+                Some(pb) => pb.set_message(line.clone()),
+                None => eprintln!("{line}"),
+            }
+            last_line = line;
+        }
+        if let Some(s) = status.filter(|s| s.settled_for(generation)) {
+            if let Some(pb) = &bar {
+                pb.finish_and_clear();
+            }
+            return match s.phase {
+                Phase::Ready => {
+                    println!("app/{name} -n {namespace} Ready (generation {generation})");
+                    Ok(())
+                }
+                phase => Err(Failure::new(ExitCode::NotReady, format!("app/{name} -n {namespace} is {phase}: {}", s.message))),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if let Some(pb) = &bar {
+                pb.finish_and_clear();
+            }
+            return Err(Failure::new(
+                ExitCode::Timeout,
+                format!("app/{name} -n {namespace} not Ready for generation {generation} within {}: {last_line}", humantime::format_duration(timeout)),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// `app/shop -n production: Progressing (gen 2/3) host1 1/1 · host2 0/2 · host3 unreachable`
+fn progress_line(name: &str, namespace: &str, s: &AppStatus, generation: i64) -> String {
+    let hosts: Vec<String> = s
+        .hosts
+        .iter()
+        .map(|(h, hs)| {
+            if !hs.reachable {
+                format!("{h} unreachable")
+            } else {
+                let ready = hs
+                    .containers
+                    .iter()
+                    .filter(|c| c.state == "running" && c.health.as_deref().is_none_or(|x| x == "healthy"))
+                    .count();
+                format!("{h} {ready}/{}", hs.containers.len())
+            }
+        })
+        .collect();
+    format!(
+        "app/{name} -n {namespace}: {} (generation {}/{generation}) {}",
+        s.phase,
+        s.observed_generation,
+        hosts.join(" · ")
+    )
+}

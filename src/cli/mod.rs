@@ -108,6 +108,12 @@ pub enum Command {
         /// Validate and report what would change, writing nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Then follow every applied App until the operator reports it Ready for this generation.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
     },
     /// List stored resources.
     Get {
@@ -167,6 +173,12 @@ pub enum Command {
         namespace: String,
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Follow the status until it is Ready for the App's current generation (or fails).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -237,7 +249,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Apply { files, dry_run } => {
+        Command::Apply { files, dry_run, wait, timeout } => {
             let loaded = spec::load_paths(&files)?;
             let store = connect(&cli.global).await?;
             let resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
@@ -246,6 +258,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let outcome = store.apply(r, dry_run).await?;
                 let suffix = if dry_run { " (dry run)" } else { "" };
                 println!("{} {outcome}{suffix}", r.display_name());
+            }
+            if wait && !dry_run {
+                for r in &resources {
+                    if let Resource::App(a) = r {
+                        commands::wait_ready(&store, &a.metadata.name, a.namespace(), timeout).await?;
+                    }
+                }
             }
             Ok(())
         }
@@ -260,7 +279,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Plan { name, namespace, files, output } => commands::plan(&cli.global, name, namespace, files, output).await,
         Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
-        Command::Status { name, namespace, output } => commands::status(&cli.global, &name, &namespace, output).await,
+        Command::Status { name, namespace, wait: true, timeout, .. } => {
+            let store = connect(&cli.global).await?;
+            commands::wait_ready(&store, &name, &namespace, timeout).await
+        }
+        Command::Status { name, namespace, output, .. } => commands::status(&cli.global, &name, &namespace, output).await,
         Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity } => {
             let identity = identity.unwrap_or_else(default_identity);
             let cfg = crate::controller::operator::OperatorConfig {
