@@ -78,21 +78,7 @@ impl Store {
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
         let joined = endpoints.join(",");
         let unreachable = |reason: String| StoreError::Unreachable { endpoints: joined.clone(), reason };
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let connect = Client::connect(endpoints, Some(options));
-        let mut client = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable(one_line(&e))),
-            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, client.status()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(unreachable(one_line(&e))),
-            Err(_) => return Err(unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
-        }
+        let client = open_live(endpoints).await.map_err(unreachable)?;
         Ok(Store { client, keys: Keys::new(prefix), endpoints: joined, fence: None })
     }
 
@@ -351,6 +337,52 @@ impl Store {
 
     pub async fn get_status<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Result<Option<T>, StoreError> {
         Ok(self.get_json(&self.keys.status(namespace, name)).await?.map(|v| v.value))
+    }
+}
+
+/// A client over the endpoints that answer.
+///
+/// etcd-client spreads requests over every endpoint it was given and fails those routed to a dead
+/// one, so with `--etcd a,b,c` and `a` down about every other command would fail. Each endpoint is
+/// probed first and only the live ones are used; the error is the first endpoint's reason.
+async fn open_live(endpoints: &[String]) -> Result<Client, String> {
+    if endpoints.len() <= 1 {
+        return open(endpoints).await;
+    }
+    let probes = futures::future::join_all(endpoints.iter().map(|e| open(std::slice::from_ref(e)))).await;
+    let mut live = Vec::new();
+    let mut first_error = None;
+    for (endpoint, probe) in endpoints.iter().zip(probes) {
+        match probe {
+            Ok(client) => live.push((endpoint.clone(), client)),
+            Err(reason) => {
+                first_error.get_or_insert(reason);
+            }
+        }
+    }
+    match live.len() {
+        0 => Err(first_error.unwrap_or_default()),
+        1 => Ok(live.remove(0).1),
+        _ => open(&live.into_iter().map(|(e, _)| e).collect::<Vec<_>>()).await,
+    }
+}
+
+/// One client over `endpoints`, proven to answer (so later errors are about requests, not reachability).
+async fn open(endpoints: &[String]) -> Result<Client, String> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    let timed_out = || format!("no answer within {}s", CONNECT_TIMEOUT.as_secs());
+    let mut client = match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(endpoints, Some(options))).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(one_line(&e)),
+        Err(_) => return Err(timed_out()),
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.status()).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(e)) => Err(one_line(&e)),
+        Err(_) => Err(timed_out()),
     }
 }
 
