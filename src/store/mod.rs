@@ -27,7 +27,7 @@ const MAX_CONFLICT_RETRIES: usize = 20;
 pub enum StoreError {
     #[error("etcd unreachable at {endpoints}: {reason}")]
     Unreachable { endpoints: String, reason: String },
-    #[error("etcd request failed: {0}")]
+    #[error("etcd request failed: {}", one_line(.0))]
     Etcd(#[from] etcd_client::Error),
     #[error("{0}")]
     Refused(String),
