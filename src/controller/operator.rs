@@ -217,6 +217,16 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
         match shared.pool.client(&host).await {
             Ok(client) => {
                 let mut events = Box::pin(container_events(&client));
+                let cache = shared.pool.cache(&name);
+                // Connected before anything is trusted: events from here on keep the cache honest.
+                cache.set_synced(true);
+                // The subscription reaches dockerd a moment after the first poll: distrust what was
+                // listed in that moment once more.
+                let late = cache.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    late.mark_dirty();
+                });
                 metrics::global().host_up.with_label_values(&[&name]).set(1);
                 shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), true);
                 // Anything may have happened while we were not listening: look at every app again.
@@ -225,6 +235,9 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                 }
                 backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
                 while let Some(event) = events.next().await {
+                    if event.as_ref().map_or(true, |ev| ev.changes_state()) {
+                        cache.mark_dirty();
+                    }
                     match event {
                         Ok(ev) if ev.is_drift() => {
                             let key = (ev.namespace.clone(), ev.app.clone());
@@ -241,6 +254,7 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                         }
                     }
                 }
+                cache.set_synced(false);
                 shared.pool.forget(&name).await;
             }
             Err(e) => warn!(host = %name, error = %e, "host unreachable"),

@@ -42,8 +42,19 @@ pub struct Observation {
 pub async fn observe(pool: &HostPool, hosts: &[Host]) -> Observation {
     let results = join_all(hosts.iter().map(|h| async move {
         let name = h.metadata.name.clone();
+        let cache = pool.cache(&name);
         let result = match pool.client(h).await {
-            Ok(client) => ops::observe(&client).await.map(|obs| (client, obs)),
+            Ok(client) => match cache.current() {
+                Some(obs) => Ok((client, obs)),
+                None => {
+                    let seq = cache.begin();
+                    let listed = ops::observe(&client).await;
+                    if let Ok(obs) = &listed {
+                        cache.store(seq, obs.clone());
+                    }
+                    listed.map(|obs| (client, obs))
+                }
+            },
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -130,7 +141,14 @@ pub async fn converge(
         Ok(images) => {
             run.images = images;
             match plan::plan(spec_app, hosts, &run.images, &observation.hosts) {
-                Ok(p) => run.execute(&p).await,
+                Ok(p) => {
+                    // Whatever berth does on a host makes that host's cached observation stale.
+                    let touched: BTreeSet<&str> = p.actions().map(|a| a.host()).collect();
+                    for h in touched {
+                        pool.cache(h).mark_dirty();
+                    }
+                    run.execute(&p).await
+                }
                 Err(e) => run.fatal = Some(format!("cannot plan: {e}")),
             }
         }
