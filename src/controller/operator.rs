@@ -375,6 +375,7 @@ fn container_rows(status: &engine::AppStatus) -> Vec<(String, String, &'static s
         for c in &hs.containers {
             let state = match (c.state.as_str(), c.health.as_deref()) {
                 (_, Some("unhealthy")) => "unhealthy",
+                ("missing", _) => "missing",
                 ("running", _) => "running",
                 _ => "exited",
             };

@@ -539,6 +539,23 @@ impl<'a> Run<'a> {
                 host_status.insert(host.clone(), hs);
             }
         }
+        for d in &desired {
+            let hs = host_status.entry(d.host.clone()).or_insert_with(|| HostStatus {
+                reachable: after.hosts.get(&d.host).is_some_and(|h| h.reachable),
+                ..Default::default()
+            });
+            if hs.reachable && !hs.containers.iter().any(|c| c.name == d.name) {
+                hs.containers.push(ContainerStatus {
+                    name: d.name.clone(),
+                    id: String::new(),
+                    component: format!("{}/{}", d.component.kind(), d.component.name()),
+                    image: d.image.clone(),
+                    state: "missing".into(),
+                    health: None,
+                    hash: d.hash.clone(),
+                });
+            }
+        }
         let missing: Vec<String> = desired
             .iter()
             .filter(|d| {
