@@ -95,13 +95,14 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     info!(addr = %cfg.metrics_addr, identity = %cfg.identity, "operator starting");
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())));
-    tasks.push(tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, shutdown.clone())));
-    tasks.push(tokio::spawn(dispatch(shared.clone(), changes_rx)));
-    tasks.push(tokio::spawn(on_leadership(shared.clone())));
-    tasks.push(tokio::spawn(resync(shared.clone(), cfg.resync, shutdown.clone())));
-    tasks.push(tokio::spawn(host_watchers(shared.clone(), shutdown.clone())));
+    let tasks = vec![
+        tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())),
+        tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, shutdown.clone())),
+        tokio::spawn(dispatch(shared.clone(), changes_rx)),
+        tokio::spawn(on_leadership(shared.clone())),
+        tokio::spawn(resync(shared.clone(), cfg.resync, shutdown.clone())),
+        tokio::spawn(host_watchers(shared.clone(), shutdown.clone())),
+    ];
     let workers: Vec<_> = (0..cfg.concurrency.max(1)).map(|_| tokio::spawn(worker(shared.clone()))).collect();
 
     let mut sd = shutdown.clone();

@@ -13,6 +13,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// For each (app, namespace), the (host, component) pairs that have `berth_containers` series.
+type ContainerSeries = std::collections::HashMap<(String, String), std::collections::BTreeSet<(String, String)>>;
+
 /// Every metric berth exports, registered once per process.
 pub struct Metrics {
     pub registry: Registry,
@@ -35,9 +38,7 @@ pub struct Metrics {
     pub etcd_watch_restarts: IntCounter,
     pub leader: IntGauge,
     pub build_info: IntGaugeVec,
-    container_series: std::sync::Mutex<
-        std::collections::HashMap<(String, String), std::collections::BTreeSet<(String, String)>>,
-    >,
+    container_series: std::sync::Mutex<ContainerSeries>,
 }
 
 /// The actions counted per host; all present from the start so alert rules always have a series.
