@@ -325,7 +325,8 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
     let hosts = shared.reflector.hosts();
     let started = Instant::now();
     let m = metrics::global();
-    let result = engine::converge(&store, &shared.pool, &app, &hosts).instrument(span).await;
+    let gate = engine::Gate::leader(shared.leadership.clone(), lease);
+    let result = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate).instrument(span).await;
     m.reconcile_duration.with_label_values(&[name, ns]).observe(started.elapsed().as_secs_f64());
     match result {
         Ok(outcome) => {

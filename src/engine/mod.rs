@@ -132,11 +132,45 @@ pub async fn converge(
     app: &Versioned<App>,
     hosts: &[Host],
 ) -> Result<Outcome, StoreError> {
+    converge_gated(store, pool, app, hosts, &Gate::open()).await
+}
+
+/// Says whether the engine may still start Docker actions: the operator closes it the moment it
+/// loses the leader lease, so a deposed leader starts nothing new.
+#[derive(Clone)]
+pub struct Gate(Option<tokio::sync::watch::Receiver<Option<i64>>>);
+
+impl Gate {
+    /// Always open (one-shot `berth converge`).
+    pub fn open() -> Gate {
+        Gate(None)
+    }
+
+    /// Open while the watched leadership holds `lease`.
+    pub fn leader(rx: tokio::sync::watch::Receiver<Option<i64>>, lease: i64) -> Gate {
+        let _ = lease;
+        Gate(Some(rx))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.0.as_ref().is_none_or(|rx| rx.borrow().is_some())
+    }
+}
+
+/// [`converge`], starting each Docker action only while `gate` is open.
+pub async fn converge_gated(
+    store: &Store,
+    pool: &HostPool,
+    app: &Versioned<App>,
+    hosts: &[Host],
+    gate: &Gate,
+) -> Result<Outcome, StoreError> {
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace().to_string(), spec_app.metadata.name.clone());
     let previous: Option<AppStatus> = store.get_status(&ns, &name).await.unwrap_or(None);
     let observation = observe(pool, hosts).await;
     let mut run = Run::new(spec_app, &observation);
+    run.gate = gate.clone();
     match resolve_images(spec_app, hosts, previous.as_ref(), &observation.clients).await {
         Ok(images) => {
             run.images = images;
@@ -195,6 +229,8 @@ struct Run<'a> {
     /// One network creation at a time per host: Docker (API < 1.44) does not refuse a second network of
     /// the same name, and two roles creating it at once leave every later start "ambiguous".
     network_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
+    /// Closed when the operator loses the lease: no new Docker action starts after that.
+    gate: Gate,
 }
 
 impl<'a> Run<'a> {
@@ -218,6 +254,7 @@ impl<'a> Run<'a> {
                     .flat_map(|(h, o)| o.networks.iter().map(move |n| (h.clone(), n.name.clone())))
                     .collect(),
             ),
+            gate: Gate::open(),
         }
     }
 
@@ -339,6 +376,9 @@ impl<'a> Run<'a> {
     /// One plan action on one host, logged and counted.
     async fn exec(&self, c: &HostClient, action: &Action, counts: &mut BTreeMap<String, u64>) -> Result<(), ActionFailure> {
         let (app, ns) = (&self.app.metadata.name, self.app.namespace());
+        if !self.gate.is_open() {
+            return Err(ActionFailure::Error("stopped: this operator no longer leads".into()));
+        }
         info!(app = %app, namespace = %ns, "{action}");
         let mut count = |verb: &str| {
             *counts.entry(verb.to_string()).or_default() += 1;
