@@ -41,7 +41,7 @@ impl DockerError {
                 message,
                 status: Some(status_code),
             },
-            other => DockerError::new(host, op, one_line(&other.to_string())),
+            other => DockerError::new(host, op, with_root_cause(&other)),
         }
     }
 
@@ -52,6 +52,23 @@ impl DockerError {
 
 fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
+}
+
+/// The error and, when it differs, its innermost cause, on one line. bollard's transport errors say
+/// only "client error (SendRequest)"; why (a refused client certificate, a refused connection) is
+/// in the cause at the bottom of the chain.
+fn with_root_cause(e: &dyn std::error::Error) -> String {
+    let top = one_line(&e.to_string());
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let cause = one_line(&root.to_string());
+    if cause.is_empty() || top.contains(&cause) {
+        top
+    } else {
+        format!("{top}: {cause}")
+    }
 }
 
 /// A connected host: the client plus the per-host bound on calls in flight.
