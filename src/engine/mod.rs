@@ -138,7 +138,7 @@ pub async fn converge(
 /// Says whether the engine may still start Docker actions: the operator closes it the moment it
 /// loses the leader lease, so a deposed leader starts nothing new.
 #[derive(Clone)]
-pub struct Gate(Option<tokio::sync::watch::Receiver<Option<i64>>>);
+pub struct Gate(Option<(tokio::sync::watch::Receiver<Option<i64>>, i64)>);
 
 impl Gate {
     /// Always open (one-shot `berth converge`).
@@ -148,12 +148,11 @@ impl Gate {
 
     /// Open while the watched leadership holds `lease`.
     pub fn leader(rx: tokio::sync::watch::Receiver<Option<i64>>, lease: i64) -> Gate {
-        let _ = lease;
-        Gate(Some(rx))
+        Gate(Some((rx, lease)))
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.as_ref().is_none_or(|rx| rx.borrow().is_some())
+        self.0.as_ref().is_none_or(|(rx, lease)| *rx.borrow() == Some(*lease))
     }
 }
 
