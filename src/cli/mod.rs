@@ -253,12 +253,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let loaded = spec::load_paths(&files)?;
             let store = connect(&cli.global).await?;
             let resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
-            check_against_store(&store, &resources).await?;
-            for r in hosts_first(&resources) {
-                let outcome = store.apply(r, dry_run).await?;
-                let suffix = if dry_run { " (dry run)" } else { "" };
-                println!("{} {outcome}{suffix}", r.display_name());
-            }
+            store
+                .with_apply_lock(|| async {
+                    check_against_store(&store, &resources).await?;
+                    for r in hosts_first(&resources) {
+                        let outcome = store.apply(r, dry_run).await?;
+                        let suffix = if dry_run { " (dry run)" } else { "" };
+                        println!("{} {outcome}{suffix}", r.display_name());
+                    }
+                    Ok::<(), Failure>(())
+                })
+                .await?;
             if wait && !dry_run {
                 for r in &resources {
                     if let Resource::App(a) = r {
@@ -312,7 +317,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     println!("app/{name} -n {namespace} marked for deletion");
                 }
                 DeleteWhat::Host { name } => {
-                    store.delete_host(&name).await?;
+                    store.with_apply_lock(|| store.delete_host(&name)).await?;
                     println!("host/{name} deleted");
                 }
             }

@@ -285,6 +285,46 @@ impl Store {
         Err(StoreError::Refused(format!("{key} kept changing; try again")))
     }
 
+    /// Runs `work` while holding the store-wide apply lock (an etcd lock under a 30 s lease kept alive
+    /// meanwhile), so cross-resource checks (hosts defined, host ports free, host unused) and the writes
+    /// that follow them are never interleaved with another `apply` or `delete host`.
+    pub async fn with_apply_lock<T, E, F, Fut>(&self, work: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(30, None).await.map_err(StoreError::from)?.id();
+        let (mut keeper, mut acks) = client.lease_keep_alive(lease).await.map_err(StoreError::from)?;
+        let keep_alive = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                if keeper.keep_alive().await.is_err() || acks.message().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let name = format!("{}/locks/apply", self.keys.prefix());
+        let locked = tokio::time::timeout(
+            Duration::from_secs(60),
+            client.lock(name.as_str(), Some(etcd_client::LockOptions::new().with_lease(lease))),
+        )
+        .await;
+        let result = match locked {
+            Ok(Ok(lock)) => {
+                let out = work().await;
+                let _ = client.unlock(lock.key().to_vec()).await;
+                out
+            }
+            Ok(Err(e)) => Err(StoreError::from(e).into()),
+            Err(_) => Err(StoreError::Refused("another apply held the store lock for over 60s; try again".into()).into()),
+        };
+        keep_alive.abort();
+        let _ = client.lease_revoke(lease).await;
+        result
+    }
+
     /// Removes a Host unless an App still places containers on it (the refusal names that App).
     pub async fn delete_host(&self, name: &str) -> Result<(), StoreError> {
         let key = self.keys.host(name);
