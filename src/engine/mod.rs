@@ -166,7 +166,8 @@ pub async fn converge_gated(
 ) -> Result<Outcome, StoreError> {
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace().to_string(), spec_app.metadata.name.clone());
-    let previous: Option<AppStatus> = store.get_status(&ns, &name).await.unwrap_or(None);
+    // Unreadable status (etcd down) fails the reconcile: re-resolving images without it could roll a moved tag.
+    let previous: Option<AppStatus> = store.get_status(&ns, &name).await?;
     let observation = observe(pool, hosts).await;
     let mut run = Run::new(spec_app, &observation);
     run.gate = gate.clone();
