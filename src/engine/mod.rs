@@ -167,7 +167,15 @@ pub async fn converge_gated(
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace().to_string(), spec_app.metadata.name.clone());
     // Unreadable status (etcd down) fails the reconcile: re-resolving images without it could roll a moved tag.
-    let previous: Option<AppStatus> = store.get_status(&ns, &name).await?;
+    // A corrupt status (written by hand) is replaced rather than blocking the app for ever.
+    let previous: Option<AppStatus> = match store.get_status(&ns, &name).await {
+        Ok(p) => p,
+        Err(StoreError::Corrupt { key, reason }) => {
+            warn!(key = %key, reason = %reason, "ignoring an unreadable status");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let observation = observe(pool, hosts).await;
     let mut run = Run::new(spec_app, &observation);
     run.gate = gate.clone();
