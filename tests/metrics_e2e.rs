@@ -1,0 +1,657 @@
+//! The operator's metrics end to end, on the real test bed: a real `berth operator` (the binary, its
+//! own `--prefix` and `--metrics-addr`) converges a real App on real Docker hosts, and then
+//!
+//! 1. its `/metrics` passes `promtool check metrics`, `/healthz` and `/readyz` answer 200, and the
+//!    app, host, leader and build series say what happened;
+//! 2. `berth_container_actions_total{host,action}` equals what Docker itself reports on each host
+//!    (`docker events` of the app's containers: create, start, stop, destroy), after the converge and
+//!    again after the App is deleted, when every series of the App is gone too;
+//! 3. a real Prometheus scrapes the operator with a copy of `observability/alerts.yaml` whose `for:`
+//!    are shortened to 2s, evaluates every dashboard query, and when a host's dockerd is stopped
+//!    (`Testbed::outage`) the `BerthHostDown` alert for that host fires (read from `/api/v1/alerts`),
+//!    `BerthAppNotReady` fires for the App on it, and the host comes back up once dockerd does.
+//!
+//! Isolation: unique app names and namespaces, host ports of this binary's own range ([`port`]), one
+//! etcd prefix per test. The host outage goes through [`Testbed::outage`] (it waits for every
+//! [`Testbed::shared`] holder). Operators and Prometheus are killed by drop guards, even when a test
+//! panics (their logs are printed then), and containers, networks and keys are removed after them.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::testbed::{http_get, secs, unique, wait_until, Testbed};
+use etcd_client::{Client, DeleteOptions};
+use serde_json::Value;
+
+// ------------------------------------------------------------------------------------ helpers
+
+/// A host port no other test binary publishes: `61000 + (pid % 500) * 8 + n`, n < 8 (engine_e2e
+/// uses 20000..40000, operator_e2e 40000..60000).
+fn port() -> u16 {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 8, "metrics_e2e hands out at most 8 host ports per process");
+    61000 + (std::process::id() % 500) as u16 * 8 + n
+}
+
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// SIGTERM, up to `grace` to exit, then SIGKILL; always reaped.
+fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
+        if !exited {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
+}
+
+/// Percent-encoding of a URL query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------- Prometheus text format
+
+/// One sample of the text exposition format.
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let name = line[..name_end].to_string();
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if rest.starts_with('{') {
+            let chars: Vec<char> = rest.chars().collect();
+            let mut i = 1;
+            loop {
+                while chars[i] == ',' || chars[i] == ' ' {
+                    i += 1;
+                }
+                if chars[i] == '}' {
+                    i += 1;
+                    break;
+                }
+                let k_start = i;
+                while chars[i] != '=' {
+                    i += 1;
+                }
+                let key: String = chars[k_start..i].iter().collect();
+                assert_eq!(chars[i + 1], '"', "bad labels in {line:?}");
+                i += 2;
+                let mut value = String::new();
+                while chars[i] != '"' {
+                    if chars[i] == '\\' {
+                        i += 1;
+                        value.push(match chars[i] {
+                            'n' => '\n',
+                            c => c,
+                        });
+                    } else {
+                        value.push(chars[i]);
+                    }
+                    i += 1;
+                }
+                i += 1;
+                labels.insert(key, value);
+            }
+            let consumed: usize = chars[..i].iter().map(|c| c.len_utf8()).sum();
+            rest = &rest[consumed..];
+        }
+        let value_text = rest.split_whitespace().next().unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value = value_text.parse().unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
+        out.push(Sample { name, labels, value });
+    }
+    out
+}
+
+/// Samples of `name` whose labels include `want`.
+fn select<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> Vec<&'a Sample> {
+    samples
+        .iter()
+        .filter(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .collect()
+}
+
+/// The one sample of `name` with labels `want`; panics (showing the family) unless there is exactly one.
+fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+    let found = select(samples, name, want);
+    match found.as_slice() {
+        [one] => one.value,
+        _ => panic!("{} samples of {name}{want:?}; the family: {:#?}", found.len(), select(samples, name, &[])),
+    }
+}
+
+// ------------------------------------------------------------------------------- the world
+
+/// A running `berth operator`: SIGTERM (then SIGKILL) on drop; its log printed if the test failed.
+struct Operator {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(tb: &Testbed, prefix: &str, dir: &Path) -> Operator {
+        let port = free_port();
+        let log = dir.join(format!("operator-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .env_remove("BERTH_ETCD_ENDPOINTS")
+            .env_remove("BERTH_PREFIX")
+            .env("BERTH_LOG", "info")
+            .env("NO_COLOR", "1")
+            .args(["--etcd", &tb.etcd, "--prefix", prefix, "operator", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn berth operator");
+        let mut op = Operator { child, port, log };
+        let up = wait_until(secs(20), || {
+            assert!(op.child.try_wait().unwrap().is_none(), "the operator exited:\n{}", tail(&op.log, 50));
+            matches!(http_get("127.0.0.1", port, "/healthz"), Ok((200, _)))
+        });
+        assert!(up, "the operator's /healthz never answered on port {port}:\n{}", tail(&op.log, 50));
+        op
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get("127.0.0.1", self.port, path).unwrap_or_else(|e| panic!("GET {path} from the operator: {e}"))
+    }
+
+    fn metrics(&self) -> Vec<Sample> {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "{body}");
+        parse_exposition(&body)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, secs(10));
+        if std::thread::panicking() {
+            eprintln!("--- operator log (last 80 lines) ---\n{}", tail(&self.log, 80));
+        }
+    }
+}
+
+/// A running Prometheus in a temp dir: killed on drop, its log printed if the test failed.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Scrapes `target` every second as job "berth", evaluates `rules` every second.
+    fn start(dir: &Path, target: &str, rules: &str) -> Prometheus {
+        std::fs::write(dir.join("alerts.yaml"), rules).unwrap();
+        let config = format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [alerts.yaml]\n\
+             scrape_configs:\n  - job_name: berth\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        );
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let port = free_port();
+        let log = dir.join("prometheus.log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+            .spawn()
+            .expect("spawn prometheus (apt-get install prometheus; scripts/deps does)");
+        let mut p = Prometheus { child, port, log };
+        let ready = wait_until(secs(30), || {
+            assert!(p.child.try_wait().unwrap().is_none(), "prometheus exited:\n{}", tail(&p.log, 40));
+            matches!(http_get("127.0.0.1", port, "/-/ready"), Ok((200, _)))
+        });
+        assert!(ready, "prometheus never became ready:\n{}", tail(&p.log, 40));
+        p
+    }
+
+    fn api(&self, path_and_query: &str) -> Value {
+        let (code, body) = http_get("127.0.0.1", self.port, path_and_query)
+            .unwrap_or_else(|e| panic!("GET {path_and_query} from prometheus: {e}"));
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path_and_query}: {e}: {body}"));
+        assert_eq!((code, v["status"].as_str()), (200, Some("success")), "{path_and_query}: {body}");
+        v
+    }
+
+    /// An instant query's result vector.
+    fn query(&self, promql: &str) -> Vec<Value> {
+        let v = self.api(&format!("/api/v1/query?query={}", urlencode(promql)));
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `/api/v1/alerts`: every pending and firing alert.
+    fn alerts(&self) -> Vec<Value> {
+        self.api("/api/v1/alerts")["data"]["alerts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Firing alerts named `name` whose labels include `want`.
+    fn firing(&self, name: &str, want: &[(&str, &str)]) -> Vec<Value> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| {
+                a["state"] == "firing"
+                    && a["labels"]["alertname"] == name
+                    && want.iter().all(|(k, v)| a["labels"][*k].as_str() == Some(*v))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- prometheus log (last 40 lines) ---\n{}", tail(&self.log, 40));
+        }
+    }
+}
+
+/// One test's world: an etcd prefix with Hosts and one App, an operator, and clean-up of all of it.
+struct World {
+    tb: &'static Testbed,
+    prefix: String,
+    dir: tempfile::TempDir,
+    app: String,
+    ns: String,
+    hosts: Vec<String>,
+    operator: Option<Operator>,
+}
+
+impl World {
+    /// Starts an operator on a fresh prefix, then applies `hosts` (the bed's unix sockets) and an
+    /// App `web` role with one container per host, publishing a port of this binary's range.
+    fn new(hosts: &[&str]) -> World {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let tb = Testbed::get();
+        let mut w = World {
+            tb,
+            prefix: format!("/berth-metrics-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
+            dir: tempfile::tempdir().unwrap(),
+            app: unique("met"),
+            ns: unique("metns"),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            operator: None,
+        };
+        w.operator = Some(Operator::start(tb, &w.prefix, w.dir.path()));
+        let mut spec = String::new();
+        for h in hosts {
+            spec.push_str(&format!(
+                "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata: {{name: {h}}}\nspec: {{endpoint: \"{}\"}}\n---\n",
+                tb.host(h).unix
+            ));
+        }
+        spec.push_str(&format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {app}, namespace: {ns}}}\nspec:\n  image: {image}\n  roles:\n    web:\n      hosts: [{hosts}]\n      ports: [\"{port}:80\"]\n",
+            app = w.app,
+            ns = w.ns,
+            image = tb.images.app_v1,
+            hosts = hosts.join(", "),
+            port = port(),
+        ));
+        let file = w.dir.path().join("app.yaml");
+        std::fs::write(&file, spec).unwrap();
+        let (code, out) = w.berth(&["apply", "-f", file.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "berth apply: {out}");
+        w
+    }
+
+    fn op(&self) -> &Operator {
+        self.operator.as_ref().unwrap()
+    }
+
+    /// `berth --etcd … --prefix … ARGS` → (exit code, stdout + stderr).
+    fn berth(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .env_remove("BERTH_ETCD_ENDPOINTS")
+            .env_remove("BERTH_PREFIX")
+            .env_remove("BERTH_LOG")
+            .args(["--etcd", &self.tb.etcd, "--prefix", &self.prefix])
+            .args(args)
+            .output()
+            .expect("run the berth binary");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains("panicked"), "berth panicked: {text}");
+        (out.status.code(), text)
+    }
+
+    /// The status phase `berth status -o json` reports (None before the first converge).
+    fn phase(&self) -> Option<String> {
+        let (code, out) = self.berth(&["status", &self.app, "-n", &self.ns, "-o", "json"]);
+        if code != Some(0) {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("status json: {e}: {out}"));
+        v["phase"].as_str().map(str::to_string)
+    }
+
+    fn wait_ready(&self) {
+        let ready = wait_until(secs(120), || self.phase().as_deref() == Some("Ready"));
+        let status = self.berth(&["status", &self.app, "-n", &self.ns]).1;
+        assert!(ready, "app {} -n {} never became Ready through the operator:\n{status}", self.app, self.ns);
+    }
+
+    /// Ids of the app's containers on `host` (any state); None while the host's dockerd does not
+    /// answer (other test processes share the bed and may be restarting it).
+    fn containers(&self, host: &str) -> Option<Vec<String>> {
+        let out = self.tb.docker(
+            host,
+            &["ps", "-aq", "--filter", &format!("label=berth.app={}", self.app), "--filter", &format!("label=berth.namespace={}", self.ns)],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success().then(|| text.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    }
+
+    /// How many `event` container events Docker recorded on `host` for the app's containers since
+    /// `since`; None while the host's dockerd does not answer.
+    fn docker_events(&self, host: &str, event: &str, since: f64) -> Option<usize> {
+        let until = unix_now() + 0.5;
+        let out = self.tb.docker(
+            host,
+            &[
+                "events",
+                "--since",
+                &format!("{since:.6}"),
+                "--until",
+                &format!("{until:.6}"),
+                "--filter",
+                "type=container",
+                "--filter",
+                &format!("event={event}"),
+                "--filter",
+                &format!("label=berth.app={}", self.app),
+                "--filter",
+                &format!("label=berth.namespace={}", self.ns),
+                "--format",
+                "{{.Actor.ID}}",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status.success().then(|| text.lines().filter(|l| !l.trim().is_empty()).count())
+    }
+
+    /// `berth_container_actions_total{host,action}` equals Docker's count of the matching event on
+    /// every host (berth's host series count only this app: it is the only one under the prefix).
+    /// Waits a little for the two to meet; returns (action, host) → (berth, docker).
+    fn actions_match_docker(&self, since: f64) -> BTreeMap<(String, String), (f64, Option<usize>)> {
+        let pairs = [("create", "create"), ("start", "start"), ("stop", "stop"), ("remove", "destroy")];
+        let mut last = BTreeMap::new();
+        let equal = wait_until(secs(60), || {
+            let m = self.op().metrics();
+            last.clear();
+            for h in &self.hosts {
+                for (action, event) in pairs {
+                    let berth = value(&m, "berth_container_actions_total", &[("host", h), ("action", action)]);
+                    last.insert((action.to_string(), h.clone()), (berth, self.docker_events(h, event, since)));
+                }
+            }
+            last.values().all(|(b, d)| d.is_some_and(|d| *b == d as f64))
+        });
+        assert!(equal, "berth_container_actions_total vs docker events ((action, host) → (berth, docker)): {last:#?}");
+        last
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // The operator first, so nothing re-creates what is removed next.
+        drop(self.operator.take());
+        for h in &self.hosts {
+            let ids = self.tb.docker(
+                h,
+                &["ps", "-aq", "--filter", &format!("label=berth.app={}", self.app), "--filter", &format!("label=berth.namespace={}", self.ns)],
+            );
+            for id in String::from_utf8_lossy(&ids.stdout).lines().filter(|l| !l.is_empty()) {
+                let _ = self.tb.docker(h, &["rm", "-f", "-v", id]);
+            }
+            let _ = self.tb.docker(h, &["network", "rm", &format!("berth-{}-{}", self.app, self.ns)]);
+        }
+        let (etcd, root) = (self.tb.etcd.clone(), format!("{}/", self.prefix));
+        block_on(async move {
+            if let Ok(mut c) = Client::connect([etcd], None).await {
+                let _ = c.delete(root, Some(DeleteOptions::new().with_prefix())).await;
+            }
+        });
+    }
+}
+
+/// `promtool check metrics` on `text`: (passed, what it printed).
+fn promtool_check_metrics(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (apt-get install prometheus; scripts/deps does)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+// -------------------------------------------------------------------------------------- tests
+
+/// (1) and (2): a converge through the real operator, its endpoints, and its counters against Docker.
+#[test]
+fn operator_metrics_pass_promtool_and_match_what_docker_saw() {
+    let tb = Testbed::get();
+    let _all_hosts_up = tb.shared();
+    let since = unix_now() - 1.0;
+    let w = World::new(&["host1", "host2"]);
+    w.wait_ready();
+
+    // (1) The endpoints.
+    let (code, body) = w.op().get("/metrics");
+    assert_eq!(code, 200);
+    let (ok, lints) = promtool_check_metrics(&body);
+    assert!(ok && lints.trim().is_empty(), "promtool check metrics found problems:\n{lints}\n--- /metrics ---\n{body}");
+    let (code, health) = w.op().get("/healthz");
+    assert_eq!(code, 200, "/healthz: {health}");
+    let ready = wait_until(secs(20), || w.op().get("/readyz").0 == 200);
+    assert!(ready, "/readyz: {:?}", w.op().get("/readyz"));
+    let (_, readyz) = w.op().get("/readyz");
+    assert!(readyz.contains("leader"), "the only operator leads: {readyz}");
+
+    let m = parse_exposition(&body);
+    let app = [("app", w.app.as_str()), ("namespace", w.ns.as_str())];
+    assert_eq!(value(&m, "berth_app_ready", &app), 1.0);
+    assert_eq!(value(&m, "berth_app_generation_lag", &app), 0.0);
+    let last_ready = value(&m, "berth_app_last_ready_timestamp_seconds", &app);
+    assert!(last_ready >= since && last_ready <= unix_now() + 1.0, "last ready at {last_ready}, test began at {since}");
+    assert!(value(&m, "berth_reconcile_total", &[app[0], app[1], ("result", "success")]) >= 1.0);
+    assert!(value(&m, "berth_reconcile_duration_seconds_count", &app) >= 1.0);
+    assert_eq!(value(&m, "berth_drift_repairs_total", &app), 0.0, "nothing changed behind berth's back");
+    assert_eq!(value(&m, "berth_pruned_containers_total", &app), 0.0);
+    assert_eq!(value(&m, "berth_leader", &[]), 1.0);
+    assert_eq!(value(&m, "berth_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert!(value(&m, "berth_workqueue_adds_total", &[]) >= 1.0);
+    for h in &w.hosts {
+        assert_eq!(value(&m, "berth_host_up", &[("host", h)]), 1.0, "{h}");
+        let running = [app[0], app[1], ("host", h.as_str()), ("component", "role/web"), ("state", "running")];
+        assert_eq!(value(&m, "berth_containers", &running), 1.0, "{h}");
+        for state in ["exited", "missing", "unhealthy"] {
+            let other = [app[0], app[1], ("host", h.as_str()), ("component", "role/web"), ("state", state)];
+            assert_eq!(value(&m, "berth_containers", &other), 0.0, "{h} {state}");
+        }
+        assert!(value(&m, "berth_docker_request_duration_seconds_count", &[("host", h), ("op", "create")]) >= 1.0);
+    }
+
+    // (2) Actions against Docker's own record: one container created and started per host, none
+    // replaced, and that is exactly what is on the hosts now.
+    let seen = w.actions_match_docker(since);
+    for h in &w.hosts {
+        assert_eq!(seen[&("create".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
+        assert_eq!(seen[&("start".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
+        assert_eq!(w.containers(h).map(|c| c.len()), Some(1), "{h}");
+    }
+
+    // Deleting the App: the operator removes its containers, the counters still match Docker, and
+    // none of the App's series is left behind.
+    let (code, out) = w.berth(&["delete", "app", &w.app, "-n", &w.ns]);
+    assert_eq!(code, Some(0), "{out}");
+    let gone = wait_until(secs(90), || w.hosts.iter().all(|h| w.containers(h).is_some_and(|c| c.is_empty())));
+    assert!(gone, "the operator did not remove the deleted app's containers");
+    let seen = w.actions_match_docker(since);
+    for h in &w.hosts {
+        assert_eq!(seen[&("remove".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
+    }
+    let mut left = Vec::new();
+    let cleared = wait_until(secs(20), || {
+        left = w.op().metrics().into_iter().filter(|s| s.labels.get("app") == Some(&w.app)).collect();
+        left.is_empty()
+    });
+    assert!(cleared, "series of the deleted app are left: {left:#?}");
+}
+
+/// `observability/alerts.yaml` with every `for:` shortened to `for: 2s`.
+fn alerts_for_tests() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("observability/alerts.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut shortened = 0;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let body = l.trim_start();
+            if body.starts_with("for:") {
+                shortened += 1;
+                format!("{}for: 2s", &l[..l.len() - body.len()])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(shortened >= 5, "alerts.yaml has only {shortened} `for:` lines");
+    out.join("\n") + "\n"
+}
+
+/// Every dashboard query, Grafana's variables substituted ("All").
+fn dashboard_queries() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("observability/dashboard.json");
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            let expr = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$__interval", "15s")
+                .replace("$__range", "1h")
+                .replace("$namespace", ".*")
+                .replace("$app", ".*")
+                .replace("$host", ".*");
+            out.push((p["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    out
+}
+
+/// (3): a real Prometheus, the real rules (shortened `for:`), a real host outage.
+#[test]
+fn host_down_alert_fires_in_a_real_prometheus() {
+    let tb = Testbed::get();
+    let host = "host3";
+    let all_hosts_up = tb.shared();
+    let w = World::new(&[host]);
+    w.wait_ready();
+    let prom_dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(prom_dir.path(), &format!("127.0.0.1:{}", w.op().port), &alerts_for_tests());
+
+    // Prometheus has the operator's series.
+    let scraped = wait_until(secs(30), || {
+        prom.query(r#"up{job="berth"} == 1"#).len() == 1
+            && prom.query(&format!(r#"berth_host_up{{job="berth", host="{host}"}} == 1"#)).len() == 1
+            && prom.query(&format!(r#"berth_app_ready{{app="{}"}} == 1"#, w.app)).len() == 1
+    });
+    assert!(scraped, "prometheus never scraped the operator: targets {}", prom.api("/api/v1/targets"));
+
+    // Every dashboard query is valid PromQL for this Prometheus; the main panels have data.
+    std::thread::sleep(secs(3)); // a few more scrapes, so rate() has two points
+    for (title, expr) in dashboard_queries() {
+        let result = prom.query(&expr);
+        let needs_data = ["Apps Ready", "App readiness", "Host up", "Container actions per host", "Work queue depth", "Leader", "Version"];
+        if needs_data.contains(&title.as_str()) {
+            assert!(!result.is_empty(), "dashboard panel {title:?}: no data for {expr}");
+        }
+    }
+
+    // Quiet while all is well.
+    std::thread::sleep(secs(3));
+    for name in ["BerthHostDown", "BerthAppNotReady", "BerthOperatorAbsent", "BerthNoLeader", "BerthGenerationLag"] {
+        assert!(prom.firing(name, &[]).is_empty(), "{name} fires while all is well: {:#?}", prom.alerts());
+    }
+
+    // The host's dockerd dies: the operator's event stream for it breaks, berth_host_up goes 0,
+    // and the alert fires for that host.
+    drop(all_hosts_up);
+    let outage = tb.outage(host);
+    let mut firing = Vec::new();
+    let fired = wait_until(secs(60), || {
+        firing = prom.firing("BerthHostDown", &[("host", host)]);
+        !firing.is_empty()
+    });
+    assert!(fired, "BerthHostDown never fired for {host}; alerts: {:#?}", prom.alerts());
+    let alert = &firing[0];
+    assert_eq!(alert["labels"]["job"], "berth", "{alert}");
+    assert_eq!(alert["labels"]["severity"], "critical", "{alert}");
+    assert!(alert["annotations"]["summary"].as_str().unwrap().contains(host), "{alert}");
+    assert_eq!(prom.firing("BerthHostDown", &[]).len(), 1, "only {host} is down: {:#?}", prom.alerts());
+    // The App on it is no longer Ready.
+    let app_alert = wait_until(secs(90), || !prom.firing("BerthAppNotReady", &[("app", &w.app), ("namespace", &w.ns)]).is_empty());
+    assert!(app_alert, "BerthAppNotReady never fired for {}; alerts: {:#?}", w.app, prom.alerts());
+
+    // dockerd is back: the operator follows the host again and the alert resolves.
+    drop(outage);
+    let up = wait_until(secs(90), || value(&w.op().metrics(), "berth_host_up", &[("host", host)]) == 1.0);
+    assert!(up, "berth_host_up{{host={host}}} stayed 0 after the host came back");
+    let resolved = wait_until(secs(30), || prom.firing("BerthHostDown", &[("host", host)]).is_empty());
+    assert!(resolved, "BerthHostDown still fires after {host} came back: {:#?}", prom.alerts());
+}
