@@ -17,7 +17,7 @@ use super::leader;
 use super::queue::{retry_backoff, QueueObserver, WorkQueue};
 use super::reflector::{self, AppKey, Change, Reflector};
 use crate::docker::events::container_events;
-use crate::engine::{self, HostPool, Phase};
+use crate::engine::{self, pool::HostCache, HostPool, Phase};
 use crate::metrics::{self, server::Readiness};
 use crate::spec::{App, Host};
 use crate::store::{now_rfc3339, Store, Versioned};
@@ -242,11 +242,17 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                     match event {
                         Ok(ev) if ev.is_drift() => {
                             let key = (ev.namespace.clone(), ev.app.clone());
+                            // Hosts are shared: containers of apps this operator does not manage (another
+                            // prefix) are none of its business, in the log or in the metrics.
+                            if !is_known(&shared, &key) {
+                                continue;
+                            }
                             if !shared.queue.is_running(&key) {
                                 info!(host = %name, app = %ev.app, namespace = %ev.namespace, container = %ev.container, action = %ev.action, "drift");
                                 metrics::global().drift_repairs.with_label_values(&[&ev.app, &ev.namespace]).inc();
                             }
-                            shared.queue.add(key);
+                            shared.queue.add(key.clone());
+                            look_again(shared.clone(), cache.clone(), key);
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -268,6 +274,27 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
         let wait = backoff.next().unwrap_or(Duration::from_secs(30));
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Docker sends `die` before its container list shows the container exited (about 100 ms later on an
+/// idle host, more on a busy one), so the reconcile an event starts may still list it as running and
+/// cache that; after `docker kill` no further event comes to correct it. Drift is looked at again
+/// after these delays, with the host's cached observation distrusted first.
+const DRIFT_LOOK_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
+fn look_again(shared: Arc<Shared>, cache: Arc<HostCache>, key: AppKey) {
+    tokio::spawn(async move {
+        for delay in DRIFT_LOOK_AGAIN {
+            tokio::time::sleep(delay).await;
+            cache.mark_dirty();
+            shared.queue.add(key.clone());
+        }
+    });
+}
+
+/// Whether an app is this operator's: in the store, or deleted but not yet pruned.
+fn is_known(shared: &Shared, key: &AppKey) -> bool {
+    shared.reflector.app(key).is_some() || shared.tombstones.lock().expect("tombstones").contains_key(key)
 }
 
 /// Takes apps off the queue while this process leads.
