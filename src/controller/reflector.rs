@@ -68,6 +68,12 @@ impl Reflector {
         *self.ready.borrow()
     }
 
+    /// Records that a full list succeeded. `send_replace`, not `send`: `send` leaves the value unchanged
+    /// when nobody is waiting at that moment, and the view would then never count as ready.
+    fn mark_ready(&self) {
+        self.ready.send_replace(true);
+    }
+
     /// Waits for the first complete list of the store.
     pub async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
@@ -97,7 +103,7 @@ pub async fn run(store: Store, reflector: Arc<Reflector>, changes: mpsc::Unbound
             crate::metrics::global().etcd_watch_restarts.inc();
         }
         first = false;
-        let _ = reflector.ready.send(true);
+        reflector.mark_ready();
         tokio::select! {
             r = watch_from(&store, &reflector, &changes, revision + 1) => {
                 warn!(reason = %r, "store watch ended; listing again");
@@ -207,5 +213,19 @@ async fn watch_from(store: &Store, reflector: &Reflector, changes: &mpsc::Unboun
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_sticks_even_when_nobody_waits_at_that_moment() {
+        let r = Reflector::default();
+        assert!(!r.is_ready());
+        r.mark_ready();
+        assert!(r.is_ready());
+        tokio::time::timeout(Duration::from_secs(1), r.wait_ready()).await.expect("a later waiter sees it");
     }
 }
