@@ -25,6 +25,7 @@
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -302,23 +303,68 @@ impl Testbed {
         self.script(&["connect-host", name]);
     }
 
-    /// Hold this while the test needs every host up; blocks while an [`Outage`] is going on.
-    pub fn shared(&self) -> RwLockReadGuard<'static, ()> {
-        HOSTS.read().unwrap_or_else(|e| e.into_inner())
+    /// Hold this while the test needs every host up; blocks while an [`Outage`] is going on, in
+    /// this test process or in any other one using the same bed.
+    pub fn shared(&self) -> SharedHosts {
+        let lock = HOSTS.read().unwrap_or_else(|e| e.into_inner());
+        SharedHosts {
+            _file: self.hosts_lock(LOCK_SH),
+            _lock: lock,
+        }
     }
 
-    /// Stops `host` (hard) once every [`Testbed::shared`] holder is done, and starts it again
-    /// when the guard drops, even if the test panics. Don't call it while holding
-    /// [`Testbed::shared`] yourself: that deadlocks.
+    /// Stops `host` (hard) once every [`Testbed::shared`] holder is done (in every test process),
+    /// and starts it again when the guard drops, even if the test panics. Don't call it while
+    /// holding [`Testbed::shared`] yourself: that deadlocks.
     pub fn outage(&self, host: &str) -> Outage<'_> {
         let lock = HOSTS.write().unwrap_or_else(|e| e.into_inner());
+        let file = self.hosts_lock(LOCK_EX);
         self.stop_host(host);
         Outage {
             tb: self,
             host: host.to_string(),
+            _file: file,
             _lock: lock,
         }
     }
+
+    /// `flock` on `$BERTH_TESTBED_DIR.hosts.lock` (outside the dir, which `down` deletes): several
+    /// test binaries (or sessions) share one bed, and the in-process lock alone lets one of them
+    /// stop a host under another's feet. Released when the file closes, also if the process dies.
+    fn hosts_lock(&self, operation: i32) -> std::fs::File {
+        let path = PathBuf::from(format!("{}.hosts.lock", self.dir.display()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        loop {
+            // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
+            if unsafe { flock(file.as_raw_fd(), operation) } == 0 {
+                return file;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                panic!("flock {}: {err}", path.display());
+            }
+        }
+    }
+}
+
+const LOCK_SH: i32 = 1;
+const LOCK_EX: i32 = 2;
+
+extern "C" {
+    /// flock(2) from the C library std already links.
+    fn flock(fd: i32, operation: i32) -> i32;
+}
+
+/// Every host stays up while this lives (see [`Testbed::shared`]).
+pub struct SharedHosts {
+    _file: std::fs::File,
+    _lock: RwLockReadGuard<'static, ()>,
 }
 
 fn docker_cmd() -> Command {
@@ -353,6 +399,7 @@ impl Drop for Container {
 pub struct Outage<'a> {
     tb: &'a Testbed,
     host: String,
+    _file: std::fs::File,
     _lock: RwLockWriteGuard<'static, ()>,
 }
 
