@@ -1228,3 +1228,51 @@ spec:
     assert!(!keys.contains(&app_key) && !keys.contains(&status_key), "{keys:?}");
     ctx.berth(&["status", &app, "-n", ns]).expect(3);
 }
+
+// ------------------------------------------------------------------- 7b. a host the app never used
+
+/// A Host that is down but that the app neither uses nor used is not the app's trouble: the app stays
+/// Ready, and deleting it finishes (its keys go) while that host is still down.
+#[test]
+fn a_down_host_the_app_never_used_neither_degrades_it_nor_blocks_its_deletion() {
+    let tb = Testbed::get();
+    let ctx = Ctx::new();
+    let app = ctx.app("e2e-elsewhere");
+    let ns = "prod";
+    let web_port = port();
+    let spec = format!(
+        r#"apiVersion: berth.dev/v1alpha1
+kind: App
+metadata:
+  name: {app}
+  namespace: {ns}
+spec:
+  image: {image}
+  roles:
+    web:
+      hosts: [host1]
+      cmd: {HTTPD}
+      ports: ["{web_port}:80"]
+"#,
+        image = tb.images.app_v1
+    );
+    {
+        let _up = tb.shared();
+        ctx.apply("hosts.yaml", &unix_hosts(tb));
+        ctx.apply("app.yaml", &spec);
+        ctx.converge(&app, ns).expect(0);
+    }
+    let outage = tb.outage("host3");
+    let r = ctx.converge(&app, ns).expect(0);
+    assert_eq!(r.actions(), "no changes", "{}", r.stdout);
+    let status = ctx.status(&app, ns);
+    assert_eq!(status["phase"], "Ready", "{status:#}");
+    assert!(status["hosts"].get("host3").is_none(), "host3 is not this app's business: {status:#}");
+
+    ctx.berth(&["delete", "app", &app, "-n", ns]).expect(0);
+    let r = ctx.converge(&app, ns).expect(0);
+    assert!(r.stdout.contains(&format!("app/{app} -n {ns} deleted")), "{}", r.stdout);
+    assert!(app_containers(tb, "host1", &app).is_empty());
+    assert!(ctx.keys().iter().all(|k| !k.contains(&app)), "{:?}", ctx.keys());
+    drop(outage);
+}

@@ -179,6 +179,9 @@ pub async fn converge_gated(
     let observation = observe(pool, hosts).await;
     let mut run = Run::new(spec_app, &observation);
     run.gate = gate.clone();
+    run.previous_hosts = previous.as_ref().map(|p| {
+        p.hosts.iter().filter(|(_, h)| h.containers.iter().any(|c| c.state != "missing")).map(|(n, _)| n.clone()).collect()
+    });
     match resolve_images(spec_app, hosts, previous.as_ref(), &observation.clients).await {
         Ok(images) => {
             run.images = images;
@@ -199,7 +202,7 @@ pub async fn converge_gated(
     let after = observe(pool, hosts).await;
     let status = run.status(hosts, &after);
     let deleting = spec_app.metadata.deletion_timestamp.is_some();
-    let finalized = deleting && status.phase == Phase::Ready && nothing_left(spec_app, &after);
+    let finalized = deleting && status.phase == Phase::Ready && nothing_left(spec_app, &after, run.previous_hosts.as_ref());
     if finalized {
         store.remove_app_keys(&ns, &name, app.mod_revision).await?;
         info!(app = %name, namespace = %ns, "app deleted: containers removed, keys removed");
@@ -209,10 +212,12 @@ pub async fn converge_gated(
     Ok(Outcome { status, actions: run.counts, finalized })
 }
 
-/// Whether no container or network of the app remains on any host (all of them reachable).
-fn nothing_left(app: &App, after: &Observation) -> bool {
+/// Whether no container or network of the app remains on any host. An unreachable host counts as
+/// "maybe something left" when the last status saw the app there, or when there is no last status.
+fn nothing_left(app: &App, after: &Observation, previous_hosts: Option<&BTreeSet<String>>) -> bool {
     let ns = app.namespace();
-    after.errors.is_empty()
+    let blind = after.errors.keys().any(|h| previous_hosts.is_none_or(|p| p.contains(h)));
+    !blind
         && after.hosts.values().all(|h| {
             !h.containers.iter().any(|c| labels::belongs_to(&c.labels, &app.metadata.name, ns))
                 && !h.networks.iter().any(|n| labels::belongs_to(&n.labels, &app.metadata.name, ns))
@@ -239,6 +244,8 @@ struct Run<'a> {
     network_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
     /// Closed when the operator loses the lease: no new Docker action starts after that.
     gate: Gate,
+    /// Hosts where the last status saw containers of this app; `None` when there is no last status.
+    previous_hosts: Option<BTreeSet<String>>,
 }
 
 impl<'a> Run<'a> {
@@ -263,6 +270,7 @@ impl<'a> Run<'a> {
                     .collect(),
             ),
             gate: Gate::open(),
+            previous_hosts: None,
         }
     }
 
@@ -553,6 +561,13 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Whether a host's trouble is this app's trouble: it should run something of the app there, or the
+    /// last status saw the app's containers there (leftovers to prune). Without a last status every host
+    /// matters, since nothing says where leftovers may be.
+    fn matters(&self, host: &str, desired: &[DesiredContainer]) -> bool {
+        desired.iter().any(|d| d.host == host) || self.previous_hosts.as_ref().is_none_or(|p| p.contains(host))
+    }
+
     /// The status document from the state after the converge.
     fn status(&self, hosts: &[Host], after: &Observation) -> AppStatus {
         let app = self.app;
@@ -583,7 +598,7 @@ impl<'a> Run<'a> {
             }
             let wanted_here = desired.iter().any(|d| &d.host == host);
             let has_any = !hs.containers.is_empty();
-            if wanted_here || has_any || hs.error.is_some() {
+            if wanted_here || has_any || (hs.error.is_some() && self.matters(host, &desired)) {
                 host_status.insert(host.clone(), hs);
             }
         }
@@ -628,7 +643,7 @@ impl<'a> Run<'a> {
         errors.extend(self.degraded.iter().cloned());
         let relevant_hosts: BTreeSet<&str> = host_status.keys().map(String::as_str).collect();
         for (h, e) in self.host_errors.iter().chain(after.errors.iter()) {
-            if relevant_hosts.contains(h.as_str()) || desired.iter().any(|d| &d.host == h) {
+            if relevant_hosts.contains(h.as_str()) || self.matters(h, &desired) {
                 let line = if e.starts_with(&format!("host {h}:")) { e.clone() } else { format!("host {h}: {e}") };
                 if !errors.contains(&line) && !errors.iter().any(|x| x.contains(e.as_str())) {
                     errors.push(line);
