@@ -52,3 +52,32 @@ fn racing_applies_never_publish_one_host_port_twice() {
         }
     }
 }
+
+#[test]
+fn two_hosts_for_one_docker_endpoint_are_refused() {
+    let tb = Testbed::get();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("/{}", unique("berth-twins"));
+    let host = |name: &str| {
+        format!("apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata: {{name: {name}}}\nspec: {{endpoint: \"unix:///var/run/docker.sock\"}}\n")
+    };
+    let first = dir.path().join("a.yaml");
+    std::fs::write(&first, host("alpha")).unwrap();
+    let second = dir.path().join("b.yaml");
+    std::fs::write(&second, host("beta")).unwrap();
+    let apply = |f: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["--etcd", &tb.etcd, "--prefix", &prefix, "apply", "-f"])
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    assert!(apply(&first).status.success());
+    let out = apply(&second);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("host/beta: spec.endpoint: unix:///var/run/docker.sock is already the endpoint of host/alpha"),
+        "{err}"
+    );
+}

@@ -377,6 +377,22 @@ async fn check_against_store(store: &Store, batch: &[Resource]) -> Result<(), Fa
     }
     let mut errors = Vec::new();
     for r in batch {
+        if let Resource::Host(h) = r {
+            // Two Hosts for one daemon would each see the other's containers as leftovers to prune.
+            let twins: Vec<String> = hosts
+                .iter()
+                .filter(|o| o.metadata.name != h.metadata.name && o.spec.endpoint == h.spec.endpoint)
+                .map(|o| format!("host/{}", o.metadata.name))
+                .collect();
+            if !twins.is_empty() {
+                errors.push(format!(
+                    "{}: spec.endpoint: {} is already the endpoint of {}",
+                    r.display_name(),
+                    h.spec.endpoint,
+                    twins.join(", ")
+                ));
+            }
+        }
         if let Resource::App(app) = r {
             let rest: Vec<_> = others
                 .iter()
