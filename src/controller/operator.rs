@@ -68,6 +68,9 @@ impl Readiness for Shared {
         if !self.reflector.is_ready() {
             return Err("etcd not listed yet".into());
         }
+        if !self.reflector.is_connected() {
+            return Err("etcd unreachable (serving the last known state)".into());
+        }
         let synced = self.hosts_synced.lock().expect("synced lock");
         let waiting: Vec<&str> = synced.iter().filter(|(_, ok)| !**ok).map(|(h, _)| h.as_str()).collect();
         if !waiting.is_empty() {

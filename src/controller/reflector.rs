@@ -39,11 +39,17 @@ pub struct Snapshot {
 pub struct Reflector {
     state: RwLock<Snapshot>,
     ready: watch::Sender<bool>,
+    /// Whether etcd answers right now: false from a failed list or a broken watch until a list succeeds.
+    connected: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Reflector {
     fn default() -> Self {
-        Reflector { state: RwLock::new(Snapshot::default()), ready: watch::channel(false).0 }
+        Reflector {
+            state: RwLock::new(Snapshot::default()),
+            ready: watch::channel(false).0,
+            connected: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 }
 
@@ -66,6 +72,15 @@ impl Reflector {
 
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Whether the store answered the last list and the watch since is intact.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Records that a full list succeeded. `send_replace`, not `send`: `send` leaves the value unchanged
@@ -92,6 +107,7 @@ pub async fn run(store: Store, reflector: Arc<Reflector>, changes: mpsc::Unbound
         let revision = match list(&store, &reflector, &changes).await {
             Ok(rev) => rev,
             Err(e) => {
+                reflector.set_connected(false);
                 let wait = backoff.next().unwrap_or(Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot list the store; keeping the last known state");
                 tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = shutdown.changed() => return }
@@ -107,6 +123,7 @@ pub async fn run(store: Store, reflector: Arc<Reflector>, changes: mpsc::Unbound
         tokio::select! {
             r = watch_from(&store, &reflector, &changes, revision + 1) => {
                 warn!(reason = %r, "store watch ended; listing again");
+                reflector.set_connected(false);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             _ = shutdown.changed() => return,
