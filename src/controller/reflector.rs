@@ -119,6 +119,7 @@ pub async fn run(store: Store, reflector: Arc<Reflector>, changes: mpsc::Unbound
             crate::metrics::global().etcd_watch_restarts.inc();
         }
         first = false;
+        reflector.set_connected(true);
         reflector.mark_ready();
         tokio::select! {
             r = watch_from(&store, &reflector, &changes, revision + 1) => {
