@@ -156,6 +156,12 @@ fn describe(cmd: &str, out: &Output) -> String {
 
 fn start() -> Result<Testbed, String> {
     let script = script_path();
+    // `up` repairs whatever is down, including a host another test process stopped on purpose:
+    // wait for such outages to end (best effort: no lock before the bed's parent dir exists).
+    let dir = std::env::var("BERTH_TESTBED_DIR").unwrap_or_else(|_| "/tmp/berth-testbed".into());
+    let _no_outage = open_lock(&PathBuf::from(format!("{}.hosts.lock", dir.trim_end_matches('/'))))
+        .ok()
+        .map(|f| lock(f, LOCK_SH));
     let out = Command::new(&script)
         .arg("up")
         .output()
@@ -333,22 +339,25 @@ impl Testbed {
     /// stop a host under another's feet. Released when the file closes, also if the process dies.
     fn hosts_lock(&self, operation: i32) -> std::fs::File {
         let path = PathBuf::from(format!("{}.hosts.lock", self.dir.display()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
-        loop {
-            // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
-            if unsafe { flock(file.as_raw_fd(), operation) } == 0 {
-                return file;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                panic!("flock {}: {err}", path.display());
-            }
+        let file = open_lock(&path).unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        lock(file, operation)
+    }
+}
+
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
+}
+
+/// Blocks until `flock(operation)` on `file` succeeds; the lock lives as long as the file.
+fn lock(file: std::fs::File, operation: i32) -> std::fs::File {
+    loop {
+        // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
+        if unsafe { flock(file.as_raw_fd(), operation) } == 0 {
+            return file;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            panic!("flock: {err}");
         }
     }
 }
