@@ -1049,14 +1049,22 @@ spec:
     let since = unix_now();
     ctx.apply("second.yaml", &spec);
     let all_dbs = || {
-        tb.host_names().iter().all(|h| app_containers(tb, h, &second).iter().any(|c| c.component() == "accessory/db"))
+        tb.host_names()
+            .iter()
+            .all(|h| app_containers(tb, h, &second).iter().any(|c| c.component() == "accessory/db" && c.status == "running"))
     };
-    assert!(wait_until(secs(60), all_dbs), "the leader never created the accessories\n{}", a.log());
+    // Killed while it waits for the accessories to turn healthy (created and started, not yet healthy).
+    assert!(wait_until(secs(60), all_dbs), "the leader never started the accessories\n{}", a.log());
     let webs_before: usize = tb
         .host_names()
         .iter()
         .map(|h| app_containers(tb, h, &second).iter().filter(|c| c.component() == "role/web").count())
         .sum();
+    let dbs_before: Vec<String> = tb
+        .host_names()
+        .iter()
+        .map(|h| app_containers(tb, h, &second).into_iter().find(|c| c.component() == "accessory/db").unwrap().id)
+        .collect();
     let mut a = a;
     a.signal("KILL");
     let killed = Instant::now();
@@ -1080,8 +1088,9 @@ spec:
     eprintln!("takeover: standby led {took_over:?} after SIGKILL of the leader (lease TTL 3 s); app Ready {ready_after:?} after it");
 
     let mut creates = 0;
-    for h in tb.host_names() {
+    for (h, db_before) in tb.host_names().into_iter().zip(&dbs_before) {
         let cs = app_containers(tb, h, &second);
+        assert!(cs.iter().any(|c| &c.id == db_before), "{h}: the accessory the old leader started is gone");
         let mut comps: Vec<String> = cs.iter().map(Ctr::component).collect();
         comps.sort();
         assert_eq!(comps, ["accessory/db", "role/web"], "{h}: {:?}", cs.iter().map(Ctr::short).collect::<Vec<_>>());
