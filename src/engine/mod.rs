@@ -95,32 +95,27 @@ pub async fn resolve_images(
             wanted.entry(r).or_default().push(host.clone());
         }
     }
-    let mut pinned = BTreeMap::new();
-    for (reference, needing) in wanted {
-        if let Some(prev) = previous.filter(|p| p.observed_generation == generation) {
-            if let Some(p) = prev.images.get(&reference) {
-                pinned.insert(reference, p.clone());
-                continue;
-            }
+    // Every reference at once: each look-up is a registry round trip through a daemon.
+    let reuse = previous.filter(|p| p.observed_generation == generation);
+    let results = join_all(wanted.into_iter().map(|(reference, needing)| async move {
+        if let Some(p) = reuse.and_then(|prev| prev.images.get(&reference)) {
+            return (reference, Ok(p.clone()));
         }
         let mut last_error = format!("no reachable host needs {reference}");
-        let mut resolved = None;
         for host in &needing {
             let Some(client) = clients.get(host) else { continue };
             match ops::resolve_image(client, &reference).await {
-                Ok(p) => {
-                    resolved = Some(p);
-                    break;
-                }
+                Ok(p) => return (reference, Ok(p)),
                 Err(e) => last_error = e.to_string(),
             }
         }
-        match resolved {
-            Some(p) => {
-                pinned.insert(reference, p);
-            }
-            None => return Err(format!("cannot resolve image {reference}: {last_error}")),
-        }
+        let why = format!("cannot resolve image {reference}: {last_error}");
+        (reference, Err(why))
+    }))
+    .await;
+    let mut pinned = BTreeMap::new();
+    for (reference, result) in results {
+        pinned.insert(reference, result?);
     }
     Ok(pinned)
 }
@@ -237,6 +232,9 @@ struct Run<'a> {
     health_timeout: Duration,
     /// One pull at a time per host: roles run in parallel and may need the same image on one host.
     pull_locks: BTreeMap<String, tokio::sync::Mutex<()>>,
+    /// (host, image) pairs already made sure of in this converge: the plan's Pull and every create
+    /// after it look only once.
+    images_ready: std::sync::Mutex<BTreeSet<(String, String)>>,
     /// Networks known to exist per host; roles run in parallel, so each create makes sure of its own.
     networks: std::sync::Mutex<BTreeSet<(String, String)>>,
     /// One network creation at a time per host: Docker (API < 1.44) does not refuse a second network of
@@ -262,6 +260,7 @@ impl<'a> Run<'a> {
             counts: BTreeMap::new(),
             health_timeout,
             pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
+            images_ready: std::sync::Mutex::new(BTreeSet::new()),
             network_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             networks: std::sync::Mutex::new(
                 obs.hosts
@@ -275,8 +274,28 @@ impl<'a> Run<'a> {
     }
 
     async fn execute(&mut self, plan: &Plan) {
-        // Phase 1: accessories, every host at once, each host's actions in order.
-        self.run_host_sequences(&plan.accessories).await;
+        // Phase 1: accessories, every host at once, each host's actions in order. Meanwhile the app
+        // network is made on the hosts whose roles need it, so the role phase does not wait for it
+        // (a failure here is left to that phase's own CreateNetwork action, which reports it).
+        let early: BTreeSet<(&str, &str)> = plan
+            .roles
+            .iter()
+            .flat_map(|r| r.batches.iter().flatten())
+            .filter_map(|a| match a {
+                Action::CreateNetwork { host, network } => Some((host.as_str(), network.as_str())),
+                _ => None,
+            })
+            .collect();
+        let this: &Run = self;
+        let (accessories, _) = futures::join!(
+            this.run_batch(&plan.accessories),
+            join_all(early.into_iter().map(|(host, network)| async move {
+                if let Some(c) = this.clients.get(host) {
+                    let _ = this.ensure_network(c, network).await;
+                }
+            }))
+        );
+        self.absorb(accessories);
         // Phase 2: every role, each behind its accessories' health gate.
         let this: &Run = self;
         let gates: BTreeSet<(String, String)> =
@@ -500,11 +519,17 @@ impl<'a> Run<'a> {
     /// Pulls an image unless present; the plan's Pull and every create go through here, so two roles
     /// on one host never race on the same pull.
     async fn ensure_image(&self, c: &HostClient, image: &str) -> Result<bool, DockerError> {
+        let key = (c.name.clone(), image.to_string());
         let _guard = match self.pull_locks.get(&c.name) {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-        ops::pull(c, image).await
+        if self.images_ready.lock().expect("image set").contains(&key) {
+            return Ok(false);
+        }
+        let pulled = ops::pull(c, image).await?;
+        self.images_ready.lock().expect("image set").insert(key);
+        Ok(pulled)
     }
 
     /// Creates the app network on a host unless it is known to exist, one creation at a time per host.
