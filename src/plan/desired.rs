@@ -73,8 +73,9 @@ pub(crate) fn desired(
         return Ok(Vec::new());
     }
     let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
-    let mut out = Vec::new();
-    for source in sources(app) {
+    let sources = sources(app);
+    let mut out = Vec::with_capacity(sources.iter().map(|s| s.hosts.len()).sum());
+    for source in sources {
         let template = build(app, &source, images)?;
         let on: BTreeSet<&String> = source.hosts.iter().collect();
         for host in on {

@@ -24,14 +24,15 @@ enum Decision<'a> {
 
 /// Plan-wide bookkeeping so each network and each image is handled once per host.
 struct Builder<'a> {
-    app: &'a str,
-    namespace: &'a str,
     network: String,
     visible: BTreeMap<&'a str, &'a HostObservation>,
+    /// This app's containers on each visible host with their component, sorted out once per plan
+    /// (not once per desired container: a host lists every app's containers).
+    mine: BTreeMap<&'a str, Vec<(&'a ObservedContainer, Option<Component>)>>,
     /// `(host, id)` of containers a desired container keeps (or replaces itself); prune skips them.
-    claimed: BTreeSet<(String, String)>,
+    claimed: BTreeSet<(&'a str, &'a str)>,
     /// Hosts whose network was already checked.
-    networked: BTreeSet<String>,
+    networked: BTreeSet<&'a str>,
     /// `(host, image)` pairs already pulled in this plan.
     pulled: BTreeSet<(String, String)>,
 }
@@ -40,13 +41,15 @@ impl<'a> Builder<'a> {
     /// Appends the prerequisites of `d` (network on first sight of the host, image pull when a
     /// container will be created) and returns what to do with `d` itself.
     fn decide(&mut self, d: &DesiredContainer, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
-        let obs = *self.visible.get(d.host.as_str())?;
-        if self.networked.insert(d.host.clone()) && !obs.networks.iter().any(|n| n.name == self.network) {
+        let (&host, &obs) = self.visible.get_key_value(d.host.as_str())?;
+        if self.networked.insert(host) && !obs.networks.iter().any(|n| n.name == self.network) {
             // A same-named network without our labels still blocks creation, so it counts as present.
             prep.push(Action::CreateNetwork { host: d.host.clone(), network: self.network.clone() });
         }
-        let same_component: Vec<&'a ObservedContainer> = ours(obs, self.app, self.namespace)
-            .filter(|c| labels::component_of(&c.labels).as_ref() == Some(&d.component))
+        let same_component: Vec<&'a ObservedContainer> = self.mine[host]
+            .iter()
+            .filter(|(_, component)| component.as_ref() == Some(&d.component))
+            .map(|(c, _)| *c)
             .collect();
         let hash_of = |c: &ObservedContainer| labels::config_hash_of(&c.labels) == Some(d.hash.as_str());
         let (going, live): (Vec<_>, Vec<_>) =
@@ -54,7 +57,7 @@ impl<'a> Builder<'a> {
         let current: Vec<_> = live.iter().copied().filter(|c| hash_of(c)).collect();
 
         let decision = if let Some(keep) = best(&current) {
-            self.claim(&d.host, keep);
+            self.claim(host, keep);
             if keep.state.is_up() {
                 Decision::Nothing
             } else {
@@ -64,11 +67,11 @@ impl<'a> Builder<'a> {
             // The current container is being removed under our name; wait for it to go rather than
             // collide with it, and keep whatever else serves meanwhile.
             if let Some(keep) = best(&live) {
-                self.claim(&d.host, keep);
+                self.claim(host, keep);
             }
             Decision::Nothing
         } else if let Some(keep) = best(&live) {
-            self.claim(&d.host, keep);
+            self.claim(host, keep);
             Decision::Replace(keep)
         } else {
             Decision::Create
@@ -81,8 +84,8 @@ impl<'a> Builder<'a> {
         Some(decision)
     }
 
-    fn claim(&mut self, host: &str, c: &ObservedContainer) {
-        self.claimed.insert((host.to_string(), c.id.clone()));
+    fn claim(&mut self, host: &'a str, c: &'a ObservedContainer) {
+        self.claimed.insert((host, c.id.as_str()));
     }
 }
 
@@ -132,9 +135,11 @@ pub(crate) fn plan(
         }
     }
     let mut b = Builder {
-        app: app_name,
-        namespace: ns,
         network: labels::network_name(app_name, ns),
+        mine: visible
+            .iter()
+            .map(|(h, obs)| (*h, ours(obs, app_name, ns).map(|c| (c, labels::component_of(&c.labels))).collect()))
+            .collect(),
         visible,
         claimed: BTreeSet::new(),
         networked: BTreeSet::new(),
@@ -182,7 +187,11 @@ pub(crate) fn plan(
             if !first.is_empty() {
                 batches.push(first);
             }
-            batches.extend(replaces.chunks(per_batch).map(<[Action]>::to_vec));
+            // Moved into their batches, not cloned: each holds a whole desired container.
+            let mut replaces = replaces.into_iter().peekable();
+            while replaces.peek().is_some() {
+                batches.push(replaces.by_ref().take(per_batch.max(1)).collect());
+            }
             if !batches.is_empty() {
                 roles.push(RoleStep { role: role_name.clone(), waits_for, batches });
             }
@@ -193,9 +202,11 @@ pub(crate) fn plan(
     let mut prune = Vec::new();
     let wanted_hosts: BTreeSet<&str> = want.iter().map(|d| d.host.as_str()).collect();
     for (host, obs) in &b.visible {
-        let mut leftovers: Vec<&ObservedContainer> = ours(obs, app_name, ns)
+        let mut leftovers: Vec<&ObservedContainer> = b.mine[host]
+            .iter()
+            .map(|(c, _)| *c)
             .filter(|c| c.state != ContainerState::Removing)
-            .filter(|c| !b.claimed.contains(&(host.to_string(), c.id.clone())))
+            .filter(|c| !b.claimed.contains(&(*host, c.id.as_str())))
             .collect();
         leftovers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         for c in leftovers {
