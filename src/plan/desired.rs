@@ -69,21 +69,39 @@ pub(crate) fn desired(
     hosts: &[Host],
     images: &BTreeMap<String, String>,
 ) -> Result<Vec<DesiredContainer>, PlanError> {
+    let templates = templates(app, hosts, images)?;
+    let mut out = Vec::with_capacity(templates.iter().map(|(_, on)| on.len()).sum());
+    for (template, on) in &templates {
+        for host in on {
+            out.push(DesiredContainer { host: host.to_string(), ..template.clone() });
+        }
+    }
+    Ok(out)
+}
+
+/// What [`desired`] returns, before it is copied out per host: each component's container (with an
+/// empty `host`) and the hosts it runs on, in the same order and with the same errors. The planner
+/// works from these and copies a container only for an action that carries one, so planning an app
+/// that is already converged copies nothing.
+pub(crate) fn templates<'a>(
+    app: &'a App,
+    hosts: &[Host],
+    images: &BTreeMap<String, String>,
+) -> Result<Vec<(DesiredContainer, Vec<&'a str>)>, PlanError> {
     if app.metadata.deletion_timestamp.is_some() {
         return Ok(Vec::new());
     }
     let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
-    let sources = sources(app);
-    let mut out = Vec::with_capacity(sources.iter().map(|s| s.hosts.len()).sum());
-    for source in sources {
+    let mut out = Vec::new();
+    for source in sources(app) {
         let template = build(app, &source, images)?;
-        let on: BTreeSet<&String> = source.hosts.iter().collect();
-        for host in on {
-            if !known.contains(host.as_str()) {
-                return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.clone() });
+        let on: BTreeSet<&'a str> = source.hosts.iter().map(String::as_str).collect();
+        for host in &on {
+            if !known.contains(host) {
+                return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.to_string() });
             }
-            out.push(DesiredContainer { host: host.clone(), ..template.clone() });
         }
+        out.push((template, on.into_iter().collect()));
     }
     Ok(out)
 }

@@ -4,11 +4,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::{App, Host};
 
-use super::desired::desired;
+use super::desired::templates;
 use super::labels::{self, Component};
 use super::types::{
     Action, ContainerState, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError, RoleStep,
 };
+
+/// One desired container, not yet copied out of its component's template.
+struct Want<'t> {
+    host: &'t str,
+    template: &'t DesiredContainer,
+}
+
+impl Want<'_> {
+    /// The container itself, as `desired()` gives it; made only for an action that carries it.
+    fn container(&self) -> DesiredContainer {
+        DesiredContainer { host: self.host.to_string(), ..self.template.clone() }
+    }
+}
 
 /// What to do about one desired container.
 enum Decision<'a> {
@@ -40,11 +53,12 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// Appends the prerequisites of `d` (network on first sight of the host, image pull when a
     /// container will be created) and returns what to do with `d` itself.
-    fn decide(&mut self, d: &DesiredContainer, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
-        let (&host, &obs) = self.visible.get_key_value(d.host.as_str())?;
+    fn decide(&mut self, w: &Want<'_>, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
+        let d = w.template;
+        let (&host, &obs) = self.visible.get_key_value(w.host)?;
         if self.networked.insert(host) && !obs.networks.iter().any(|n| n.name == self.network) {
             // A same-named network without our labels still blocks creation, so it counts as present.
-            prep.push(Action::CreateNetwork { host: d.host.clone(), network: self.network.clone() });
+            prep.push(Action::CreateNetwork { host: host.to_string(), network: self.network.clone() });
         }
         let same_component: Vec<&'a ObservedContainer> = self.mine[host]
             .iter()
@@ -77,9 +91,9 @@ impl<'a> Builder<'a> {
             Decision::Create
         };
         if matches!(decision, Decision::Create | Decision::Replace(_))
-            && self.pulled.insert((d.host.clone(), d.image.clone()))
+            && self.pulled.insert((host.to_string(), d.image.clone()))
         {
-            prep.push(Action::Pull { host: d.host.clone(), image: d.image.clone() });
+            prep.push(Action::Pull { host: host.to_string(), image: d.image.clone() });
         }
         Some(decision)
     }
@@ -102,15 +116,15 @@ fn best<'a>(cs: &[&'a ObservedContainer]) -> Option<&'a ObservedContainer> {
         .min_by(|a, b| b.state.is_up().cmp(&a.state.is_up()).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id)))
 }
 
-fn act(d: &DesiredContainer, decision: Decision<'_>) -> Option<Action> {
-    let host = d.host.clone();
+fn act(w: &Want<'_>, decision: Decision<'_>) -> Option<Action> {
+    let host = w.host.to_string();
     match decision {
         Decision::Nothing => None,
         Decision::Start(c) => Some(Action::Start { host, id: c.id.clone(), name: c.name.clone() }),
         Decision::Replace(c) => {
-            Some(Action::Replace { host, old_id: c.id.clone(), old_name: c.name.clone(), new: d.clone() })
+            Some(Action::Replace { host, old_id: c.id.clone(), old_name: c.name.clone(), new: w.container() })
         }
-        Decision::Create => Some(Action::Create { host, container: d.clone() }),
+        Decision::Create => Some(Action::Create { host, container: w.container() }),
     }
 }
 
@@ -120,7 +134,11 @@ pub(crate) fn plan(
     images: &BTreeMap<String, String>,
     observed: &BTreeMap<String, HostObservation>,
 ) -> Result<Plan, PlanError> {
-    let want = desired(app, hosts, images)?;
+    let templates = templates(app, hosts, images)?;
+    let want: Vec<Want<'_>> = templates
+        .iter()
+        .flat_map(|(template, on)| on.iter().map(move |host| Want { host, template }))
+        .collect();
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
 
     let host_names: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
@@ -148,9 +166,9 @@ pub(crate) fn plan(
 
     // Phase 1: accessories, in name then host order; replacements are not batched.
     let mut accessories = Vec::new();
-    for d in want.iter().filter(|d| matches!(d.component, Component::Accessory(_))) {
-        if let Some(decision) = b.decide(d, &mut accessories) {
-            accessories.extend(act(d, decision));
+    for w in want.iter().filter(|w| matches!(w.template.component, Component::Accessory(_))) {
+        if let Some(decision) = b.decide(w, &mut accessories) {
+            accessories.extend(act(w, decision));
         }
     }
 
@@ -168,17 +186,21 @@ pub(crate) fn plan(
                     return Err(PlanError::UnknownAccessory { role: role_name.clone(), accessory: dep.clone() });
                 }
                 let comp = Component::Accessory(dep.clone());
-                waits_for.extend(want.iter().filter(|d| d.component == comp).map(|d| (d.host.clone(), d.name.clone())));
+                waits_for.extend(
+                    want.iter()
+                        .filter(|w| w.template.component == comp)
+                        .map(|w| (w.host.to_string(), w.template.name.clone())),
+                );
             }
 
             let comp = Component::Role(role_name.clone());
-            let mine: Vec<&DesiredContainer> = want.iter().filter(|d| d.component == comp).collect();
+            let mine: Vec<&Want<'_>> = want.iter().filter(|w| w.template.component == comp).collect();
             let mut first = Vec::new();
             let mut replaces = Vec::new();
-            for d in &mine {
-                match b.decide(d, &mut first) {
-                    Some(decision @ Decision::Replace(_)) => replaces.extend(act(d, decision)),
-                    Some(decision) => first.extend(act(d, decision)),
+            for w in &mine {
+                match b.decide(w, &mut first) {
+                    Some(decision @ Decision::Replace(_)) => replaces.extend(act(w, decision)),
+                    Some(decision) => first.extend(act(w, decision)),
                     None => {}
                 }
             }
@@ -200,7 +222,7 @@ pub(crate) fn plan(
 
     // Phase 3: prune everything of ours that no desired container kept, on every visible host.
     let mut prune = Vec::new();
-    let wanted_hosts: BTreeSet<&str> = want.iter().map(|d| d.host.as_str()).collect();
+    let wanted_hosts: BTreeSet<&str> = want.iter().map(|w| w.host).collect();
     for (host, obs) in &b.visible {
         let mut leftovers: Vec<&ObservedContainer> = b.mine[host]
             .iter()
