@@ -6,7 +6,8 @@
 //!     The App (already applied and Ready under the running operator) has a role `mover` on one
 //!     host; each change moves it to the next host. Latency = the `create` event's TimeNano on the
 //!     new host minus the wall clock just before the etcd write (Store::apply: one read, one txn).
-//!     Each change is waited out (status Ready for its generation) before the next.
+//!     Each change is waited out (status Ready for its generation) before the next; then, as the
+//!     reference, a bare `docker create` of a like container on the same host is timed the same way.
 //! benchkit drift  --etcd URL --prefix P -f hosts.yaml --app NAME -n NS --role ROLE --trials 20
 //!     `docker rm -f` (force remove) of the role's container, host by host in turn; latency = the
 //!     `start` event's TimeNano of its replacement minus the wall clock just before the remove call.
@@ -185,7 +186,7 @@ async fn react(a: Args) -> Result<(), Error> {
     let names: Vec<String> = hosts.iter().map(|h| h.metadata.name.clone()).collect();
     let start_on = app.spec.roles.get("mover").ok_or("the App needs a role `mover`")?.hosts[0].clone();
     let mut at = names.iter().position(|h| *h == start_on).ok_or("mover's host is not a Host")?;
-    let mut samples = Vec::new();
+    let (mut samples, mut reference) = (Vec::new(), Vec::new());
     for _ in 0..a.n {
         at = (at + 1) % names.len();
         app.spec.roles.get_mut("mover").expect("mover").hosts = vec![names[at].clone()];
@@ -208,9 +209,41 @@ async fn react(a: Args) -> Result<(), Error> {
         wait_settled(&store, &ns, &name, Duration::from_secs(60)).await?;
         // Let the prune's own events reach the operator before the next change.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // The reference, taken right after on the same host and timed the same way: the daemon's own
+        // create of a like container (no berth.managed-by label, so the operator never sees it).
+        reference.push(bare_create(&hosts[at], &app.spec.image, &ns, &mut events).await?);
     }
-    println!("{}", summary("react", samples));
+    let (berth, floor) = (summary("react", samples), summary("docker-create", reference));
+    println!("{{\"berth\":{berth},\"reference\":{floor}}}");
     Ok(())
+}
+
+/// One `docker create` (bollard) of a throw-away container on `host`: milliseconds from just before
+/// the call to the daemon's `create` event, as for berth. The container is removed again.
+async fn bare_create(host: &Host, image: &str, ns: &str, events: &mut mpsc::UnboundedReceiver<Event>) -> Result<f64, Error> {
+    let docker = docker_of(host)?;
+    let name = format!("bench-react-reference-{}", now_ns());
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["sh".into(), "-c".into(), "trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait".into()]),
+        labels: Some(HashMap::from([("berth.namespace".to_string(), ns.to_string())])),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+    while events.try_recv().is_ok() {}
+    let t0 = now_ns();
+    let id = docker.create_container(Some(options), body).await?.id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ev = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(ev)) if ev.id == id => break ev,
+            Ok(Some(_)) => continue,
+            _ => return Err("no create event for the reference container within 30s".into()),
+        }
+    };
+    docker.remove_container(&id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await?;
+    Ok((ev.time_nano - t0) as f64 / 1e6)
 }
 
 async fn drift(a: Args) -> Result<(), Error> {
