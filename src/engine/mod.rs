@@ -586,11 +586,13 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Whether a host's trouble is this app's trouble: it should run something of the app there, or the
+    /// Whether a host's trouble is this app's trouble: the spec places something of the app there, or the
     /// last status saw the app's containers there (leftovers to prune). Without a last status every host
     /// matters, since nothing says where leftovers may be.
     fn matters(&self, host: &str, desired: &[DesiredContainer]) -> bool {
-        desired.iter().any(|d| d.host == host) || self.previous_hosts.as_ref().is_none_or(|p| p.contains(host))
+        desired.iter().any(|d| d.host == host)
+            || crate::store::app_uses_host(self.app, host)
+            || self.previous_hosts.as_ref().is_none_or(|p| p.contains(host))
     }
 
     /// The status document from the state after the converge.
