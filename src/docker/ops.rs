@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
@@ -61,14 +61,15 @@ pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError
     Ok(HostObservation { reachable: true, containers, networks })
 }
 
-fn state_of(s: Option<ContainerSummaryStateEnum>) -> ContainerState {
-    match s {
-        Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
-        Some(ContainerSummaryStateEnum::RESTARTING) => ContainerState::Restarting,
-        Some(ContainerSummaryStateEnum::PAUSED) => ContainerState::Paused,
-        Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
-        Some(ContainerSummaryStateEnum::DEAD) => ContainerState::Dead,
-        Some(ContainerSummaryStateEnum::REMOVING) => ContainerState::Removing,
+/// Docker's state word (`running`, `exited`, ...), as both the list and the inspect call give it.
+fn state_of(state: Option<impl std::fmt::Display>) -> ContainerState {
+    match state.map(|s| s.to_string()).as_deref() {
+        Some("running") => ContainerState::Running,
+        Some("restarting") => ContainerState::Restarting,
+        Some("paused") => ContainerState::Paused,
+        Some("created") => ContainerState::Created,
+        Some("dead") => ContainerState::Dead,
+        Some("removing") => ContainerState::Removing,
         _ => ContainerState::Exited,
     }
 }
@@ -274,15 +275,7 @@ pub async fn inspect_health(
 ) -> Result<(ContainerState, Option<Health>, Option<String>), DockerError> {
     let info = client.call("inspect", client.docker.inspect_container(id, None::<InspectContainerOptions>)).await?;
     let state = info.state.unwrap_or_default();
-    let cstate = match state.status.map(|s| s.to_string()).as_deref() {
-        Some("running") => ContainerState::Running,
-        Some("restarting") => ContainerState::Restarting,
-        Some("paused") => ContainerState::Paused,
-        Some("created") => ContainerState::Created,
-        Some("dead") => ContainerState::Dead,
-        Some("removing") => ContainerState::Removing,
-        _ => ContainerState::Exited,
-    };
+    let cstate = state_of(state.status);
     let (health, output) = match state.health {
         Some(h) => {
             let status = h.status.map(|s| s.to_string());
