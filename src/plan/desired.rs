@@ -1,6 +1,7 @@
 //! From an App spec to the exact containers each host should run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -8,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::spec::{self, App, Command, Host};
 
 use super::labels::{self, Component};
-use super::types::{restart_text, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv, VolumeMount};
+use super::types::{restart_text, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv, VolumeMount};
 
 /// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
 /// rollout rather than an accident of serialization.
@@ -73,25 +74,25 @@ pub(crate) fn desired(
     let mut out = Vec::with_capacity(templates.iter().map(|(_, on)| on.len()).sum());
     for (template, on) in &templates {
         for host in on {
-            out.push(DesiredContainer { host: host.to_string(), ..template.clone() });
+            out.push(DesiredContainer { host: host.to_string(), template: Arc::clone(template) });
         }
     }
     Ok(out)
 }
 
-/// What [`desired`] returns, before it is copied out per host: each component's container (with an
-/// empty `host`) and the hosts it runs on, in the same order and with the same errors. The planner
-/// works from these and copies a container only for an action that carries one, so planning an app
-/// that is already converged copies nothing.
+/// What [`desired`] returns, before it is spread out per host: each component's shared template and
+/// the hosts it runs on, in the same order and with the same errors. The planner works from these
+/// and makes a [`DesiredContainer`] (a host name and a reference count) only for an action that
+/// carries one.
 pub(crate) fn templates<'a>(
     app: &'a App,
     hosts: &[Host],
     images: &BTreeMap<String, String>,
-) -> Result<Vec<(DesiredContainer, Vec<&'a str>)>, PlanError> {
+) -> Result<Vec<(Arc<ContainerTemplate>, Vec<&'a str>)>, PlanError> {
     if app.metadata.deletion_timestamp.is_some() {
         return Ok(Vec::new());
     }
-    let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    let known: HashSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
     let mut out = Vec::new();
     for source in sources(app) {
         let template = build(app, &source, images)?;
@@ -101,7 +102,7 @@ pub(crate) fn templates<'a>(
                 return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.to_string() });
             }
         }
-        out.push((template, on.into_iter().collect()));
+        out.push((Arc::new(template), on.into_iter().collect()));
     }
     Ok(out)
 }
@@ -146,8 +147,8 @@ fn sources(app: &App) -> Vec<Source<'_>> {
     out
 }
 
-/// The container for one component, with an empty `host`; identical on every host.
-fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result<DesiredContainer, PlanError> {
+/// The container for one component, identical on every host.
+fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result<ContainerTemplate, PlanError> {
     let invalid = |field: &str, message: String| PlanError::InvalidSpec {
         component: s.component.to_string(),
         field: field.to_string(),
@@ -225,8 +226,7 @@ fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result
 
     let mut all_labels = identity;
     all_labels.insert(labels::CONFIG_HASH.to_string(), hash.clone());
-    Ok(DesiredContainer {
-        host: String::new(),
+    Ok(ContainerTemplate {
         name: format!("{app_name}-{ns}-{}-{}", s.component.name(), &hash[..8]),
         component: s.component.clone(),
         image: image.clone(),
@@ -250,7 +250,7 @@ pub(crate) fn images_needed(app: &App, hosts: &[Host]) -> BTreeMap<String, BTree
     if app.metadata.deletion_timestamp.is_some() {
         return out;
     }
-    let known: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    let known: HashSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
     for s in sources(app) {
         for h in s.hosts.iter().filter(|h| known.contains(h.as_str())) {
             out.entry(h.clone()).or_default().insert(s.image.to_string());

@@ -1,25 +1,26 @@
 //! Desired vs observed: the ordered actions that converge one app in one namespace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::spec::{App, Host};
 
 use super::desired::templates;
 use super::labels::{self, Component};
 use super::types::{
-    Action, ContainerState, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError, RoleStep,
+    Action, ContainerState, ContainerTemplate, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError, RoleStep,
 };
 
-/// One desired container, not yet copied out of its component's template.
+/// One desired container, not yet made out of its component's template.
 struct Want<'t> {
     host: &'t str,
-    template: &'t DesiredContainer,
+    template: &'t Arc<ContainerTemplate>,
 }
 
 impl Want<'_> {
     /// The container itself, as `desired()` gives it; made only for an action that carries it.
     fn container(&self) -> DesiredContainer {
-        DesiredContainer { host: self.host.to_string(), ..self.template.clone() }
+        DesiredContainer { host: self.host.to_string(), template: Arc::clone(self.template) }
     }
 }
 
@@ -35,71 +36,86 @@ enum Decision<'a> {
     Create,
 }
 
-/// Plan-wide bookkeeping so each network and each image is handled once per host.
+/// One of this app's containers on a visible host.
+struct Mine<'a> {
+    container: &'a ObservedContainer,
+    component: Option<Component>,
+    /// A desired container keeps it (or replaces itself with it); prune skips it.
+    claimed: bool,
+}
+
+/// What the planner knows of one visible host, sorted out once per plan (not once per desired
+/// container: a host lists every app's containers).
+struct HostState<'a> {
+    name: &'a str,
+    obs: &'a HostObservation,
+    mine: Vec<Mine<'a>>,
+    /// Whether the network was already checked on this host.
+    networked: bool,
+    /// Images already pulled on this host in this plan.
+    pulled: Vec<&'a str>,
+}
+
+/// Plan-wide bookkeeping so each network and each image is handled once per host. Hosts are
+/// found by a hash look-up and their state kept in one place: at a thousand hosts, ordered-map
+/// look-ups by name were most of a plan's cost.
 struct Builder<'a> {
     network: String,
-    visible: BTreeMap<&'a str, &'a HostObservation>,
-    /// This app's containers on each visible host with their component, sorted out once per plan
-    /// (not once per desired container: a host lists every app's containers).
-    mine: BTreeMap<&'a str, Vec<(&'a ObservedContainer, Option<Component>)>>,
-    /// `(host, id)` of containers a desired container keeps (or replaces itself); prune skips them.
-    claimed: BTreeSet<(&'a str, &'a str)>,
-    /// Hosts whose network was already checked.
-    networked: BTreeSet<&'a str>,
-    /// `(host, image)` pairs already pulled in this plan.
-    pulled: BTreeSet<(String, String)>,
+    /// Visible hosts, in name order.
+    hosts: Vec<HostState<'a>>,
+    index: HashMap<&'a str, usize>,
 }
 
 impl<'a> Builder<'a> {
-    /// Appends the prerequisites of `d` (network on first sight of the host, image pull when a
-    /// container will be created) and returns what to do with `d` itself.
-    fn decide(&mut self, w: &Want<'_>, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
-        let d = w.template;
-        let (&host, &obs) = self.visible.get_key_value(w.host)?;
-        if self.networked.insert(host) && !obs.networks.iter().any(|n| n.name == self.network) {
-            // A same-named network without our labels still blocks creation, so it counts as present.
-            prep.push(Action::CreateNetwork { host: host.to_string(), network: self.network.clone() });
+    /// Appends the prerequisites of `w` (network on first sight of the host, image pull when a
+    /// container will be created) and returns what to do with it itself.
+    fn decide(&mut self, w: &Want<'a>, prep: &mut Vec<Action>) -> Option<Decision<'a>> {
+        let d: &'a ContainerTemplate = w.template;
+        let h = &mut self.hosts[*self.index.get(w.host)?];
+        if !h.networked {
+            h.networked = true;
+            if !h.obs.networks.iter().any(|n| n.name == self.network) {
+                // A same-named network without our labels still blocks creation, so it counts as present.
+                prep.push(Action::CreateNetwork { host: h.name.to_string(), network: self.network.clone() });
+            }
         }
-        let same_component: Vec<&'a ObservedContainer> = self.mine[host]
-            .iter()
-            .filter(|(_, component)| component.as_ref() == Some(&d.component))
-            .map(|(c, _)| *c)
-            .collect();
         let hash_of = |c: &ObservedContainer| labels::config_hash_of(&c.labels) == Some(d.hash.as_str());
-        let (going, live): (Vec<_>, Vec<_>) =
-            same_component.into_iter().partition(|c| c.state == ContainerState::Removing);
-        let current: Vec<_> = live.iter().copied().filter(|c| hash_of(c)).collect();
+        let same = |m: &&Mine<'a>| m.component.as_ref() == Some(&d.component);
+        let live = |m: &&Mine<'a>| m.container.state != ContainerState::Removing;
+        let current = best(h.mine.iter().filter(same).filter(live).map(|m| m.container).filter(|c| hash_of(c)));
+        let any_live = best(h.mine.iter().filter(same).filter(live).map(|m| m.container));
 
-        let decision = if let Some(keep) = best(&current) {
-            self.claim(host, keep);
+        let decision = if let Some(keep) = current {
+            claim(h, keep);
             if keep.state.is_up() {
                 Decision::Nothing
             } else {
                 Decision::Start(keep)
             }
-        } else if going.iter().any(|c| hash_of(c)) {
+        } else if h.mine.iter().filter(same).any(|m| m.container.state == ContainerState::Removing && hash_of(m.container)) {
             // The current container is being removed under our name; wait for it to go rather than
             // collide with it, and keep whatever else serves meanwhile.
-            if let Some(keep) = best(&live) {
-                self.claim(host, keep);
+            if let Some(keep) = any_live {
+                claim(h, keep);
             }
             Decision::Nothing
-        } else if let Some(keep) = best(&live) {
-            self.claim(host, keep);
+        } else if let Some(keep) = any_live {
+            claim(h, keep);
             Decision::Replace(keep)
         } else {
             Decision::Create
         };
-        if matches!(decision, Decision::Create | Decision::Replace(_))
-            && self.pulled.insert((host.to_string(), d.image.clone()))
-        {
-            prep.push(Action::Pull { host: host.to_string(), image: d.image.clone() });
+        if matches!(decision, Decision::Create | Decision::Replace(_)) && !h.pulled.contains(&d.image.as_str()) {
+            h.pulled.push(&d.image);
+            prep.push(Action::Pull { host: h.name.to_string(), image: d.image.clone() });
         }
         Some(decision)
     }
+}
 
-    fn claim(&mut self, host: &'a str, c: &'a ObservedContainer) {
-        self.claimed.insert((host, c.id.as_str()));
+fn claim(h: &mut HostState<'_>, c: &ObservedContainer) {
+    if let Some(m) = h.mine.iter_mut().find(|m| std::ptr::eq(m.container, c)) {
+        m.claimed = true;
     }
 }
 
@@ -110,10 +126,8 @@ fn ours<'a>(obs: &'a HostObservation, app: &'a str, ns: &'a str) -> impl Iterato
 
 /// Among several containers of one component, the one to keep: up beats stopped (it is serving),
 /// then newest, then the smallest id so the choice is deterministic.
-fn best<'a>(cs: &[&'a ObservedContainer]) -> Option<&'a ObservedContainer> {
-    cs.iter()
-        .copied()
-        .min_by(|a, b| b.state.is_up().cmp(&a.state.is_up()).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id)))
+fn best<'a>(cs: impl Iterator<Item = &'a ObservedContainer>) -> Option<&'a ObservedContainer> {
+    cs.min_by(|a, b| b.state.is_up().cmp(&a.state.is_up()).then(b.created.cmp(&a.created)).then(a.id.cmp(&b.id)))
 }
 
 fn act(w: &Want<'_>, decision: Decision<'_>) -> Option<Action> {
@@ -141,27 +155,29 @@ pub(crate) fn plan(
         .collect();
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
 
-    let host_names: BTreeSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
-    let mut visible = BTreeMap::new();
+    let mut host_names: Vec<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
+    host_names.sort_unstable();
+    host_names.dedup();
+    let mut states = Vec::new();
     let mut unreachable = Vec::new();
-    for h in &host_names {
-        match observed.get(*h) {
-            Some(o) if o.reachable => {
-                visible.insert(*h, o);
-            }
-            _ => unreachable.push(h.to_string()),
+    for name in host_names {
+        match observed.get(name) {
+            Some(obs) if obs.reachable => states.push(HostState {
+                name,
+                obs,
+                mine: ours(obs, app_name, ns)
+                    .map(|c| Mine { container: c, component: labels::component_of(&c.labels), claimed: false })
+                    .collect(),
+                networked: false,
+                pulled: Vec::new(),
+            }),
+            _ => unreachable.push(name.to_string()),
         }
     }
     let mut b = Builder {
         network: labels::network_name(app_name, ns),
-        mine: visible
-            .iter()
-            .map(|(h, obs)| (*h, ours(obs, app_name, ns).map(|c| (c, labels::component_of(&c.labels))).collect()))
-            .collect(),
-        visible,
-        claimed: BTreeSet::new(),
-        networked: BTreeSet::new(),
-        pulled: BTreeSet::new(),
+        index: states.iter().enumerate().map(|(i, h)| (h.name, i)).collect(),
+        hosts: states,
     };
 
     // Phase 1: accessories, in name then host order; replacements are not batched.
@@ -222,26 +238,26 @@ pub(crate) fn plan(
 
     // Phase 3: prune everything of ours that no desired container kept, on every visible host.
     let mut prune = Vec::new();
-    let wanted_hosts: BTreeSet<&str> = want.iter().map(|w| w.host).collect();
-    for (host, obs) in &b.visible {
-        let mut leftovers: Vec<&ObservedContainer> = b.mine[host]
+    let wanted_hosts: HashSet<&str> = want.iter().map(|w| w.host).collect();
+    for h in &b.hosts {
+        let mut leftovers: Vec<&ObservedContainer> = h
+            .mine
             .iter()
-            .map(|(c, _)| *c)
-            .filter(|c| c.state != ContainerState::Removing)
-            .filter(|c| !b.claimed.contains(&(*host, c.id.as_str())))
+            .filter(|m| !m.claimed && m.container.state != ContainerState::Removing)
+            .map(|m| m.container)
             .collect();
         leftovers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         for c in leftovers {
-            let (host, id, name) = (host.to_string(), c.id.clone(), c.name.clone());
+            let (host, id, name) = (h.name.to_string(), c.id.clone(), c.name.clone());
             if c.state.is_up() {
                 prune.push(Action::Stop { host: host.clone(), id: id.clone(), name: name.clone() });
             }
             prune.push(Action::Remove { host, id, name });
         }
-        if !wanted_hosts.contains(host)
-            && obs.networks.iter().any(|n| n.name == b.network && labels::belongs_to(&n.labels, app_name, ns))
+        if !wanted_hosts.contains(h.name)
+            && h.obs.networks.iter().any(|n| n.name == b.network && labels::belongs_to(&n.labels, app_name, ns))
         {
-            prune.push(Action::RemoveNetwork { host: host.to_string(), network: b.network.clone() });
+            prune.push(Action::RemoveNetwork { host: h.name.to_string(), network: b.network.clone() });
         }
     }
 

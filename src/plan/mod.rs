@@ -23,7 +23,7 @@ use crate::spec::{App, Host};
 
 pub use labels::Component;
 pub use types::{
-    Action, ContainerState, DesiredContainer, Health, HealthcheckConfig, HostObservation, ObservedContainer,
+    Action, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig, HostObservation, ObservedContainer,
     ObservedNetwork, Plan, PlanError, RoleStep, SecretEnv,
 };
 /// The parsed spec forms a [`DesiredContainer`] carries, re-exported so the engine needs one import.

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::ser::SerializeMap;
@@ -127,12 +128,31 @@ pub(crate) fn restart_text(r: &RestartPolicy) -> String {
 /// One container that should exist on one host, with everything the engine needs to create it.
 ///
 /// Two desired containers with the same `hash` have identical runtime configs; the name embeds the
-/// hash so a new version can be created next to the old one during a rolling replace.
+/// hash so a new version can be created next to the old one during a rolling replace. Everything
+/// but the host is the same on every host a component runs on, so it is shared, not copied: a plan
+/// for a thousand hosts holds one template per component. Fields of the template read through
+/// `Deref` (`d.name`, `d.image`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DesiredContainer {
     /// The Host resource's name.
     pub host: String,
+    /// The host-independent rest, shared by the component's containers on every host.
+    #[serde(flatten)]
+    pub template: Arc<ContainerTemplate>,
+}
+
+impl std::ops::Deref for DesiredContainer {
+    type Target = ContainerTemplate;
+    fn deref(&self) -> &ContainerTemplate {
+        &self.template
+    }
+}
+
+/// What a role's or an accessory's container is, whichever host it runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerTemplate {
     /// `{app}-{namespace}-{component}-{hash[..8]}`.
     pub name: String,
     /// Which role or accessory this container runs.
