@@ -769,7 +769,8 @@ spec:
 
 /// One app in staging and in production on one host: both run; a change to production leaves
 /// staging's containers alone; once the tag moves in the registry, staging still runs (and a
-/// `docker restart` still serves) the image its status pinned.
+/// `docker restart` still serves) the image its status pinned, and so does production through a
+/// spec change that leaves `image` alone. `berth repin` moves production alone to the new image.
 #[test]
 fn staging_and_production_on_one_host_stay_apart_and_keep_their_pinned_image() {
     let tb = Testbed::get();
@@ -848,6 +849,33 @@ spec:
     assert_ne!(staging3.started, staging.started, "docker restart did not restart");
     assert_eq!(wait_for_http(&host, staging_port, "/", "v", secs(10)).trim(), "v1", "staging left its pinned image");
     assert_eq!(http_body(&host, production_port).as_deref(), Some("v1"));
+
+    // An env change replaces production's container, on the image it already pinned.
+    ctx.apply("production.yaml", &spec("production", production_port, "hallo-production"));
+    let r = ctx.converge(&app, "production").expect(0);
+    assert_eq!(r.changes(), "create 1, remove 1, start 1, stop 1", "{}", r.stdout);
+    let production3 = one(tb, "host1", &app, "production", "role/web");
+    assert!(env_of(&production3).contains(&"GREETING=hallo-production".to_string()));
+    assert_eq!(production3.config_image, pinned, "an env change swapped the image");
+    assert_eq!(wait_for_http(&host, production_port, "/", "v", secs(10)).trim(), "v1");
+
+    // `berth repin` resolves production's tag again: it rolls to v2; staging stays on v1.
+    let r = ctx.berth(&["repin", &app, "-n", "production"]).expect(0);
+    assert!(r.stdout.contains("repin requested"), "{}", r.stdout);
+    let r = ctx.converge(&app, "production").expect(0);
+    assert_eq!(r.changes(), "create 1, remove 1, start 1, stop 1", "{}", r.stdout);
+    let moved = format!("{}/berth-test/app@{}", tb.registry, tb.digests.app_v2);
+    let status = ctx.status(&app, "production");
+    assert_eq!(status["images"][&tag].as_str(), Some(moved.as_str()), "{status:#}");
+    assert_eq!(one(tb, "host1", &app, "production", "role/web").config_image, moved);
+    assert_eq!(wait_for_http(&host, production_port, "/", "v2", secs(10)).trim(), "v2");
+    let r = ctx.converge(&app, "production").expect(0);
+    assert_eq!(r.actions(), "no changes", "a repin is done once: {}", r.stdout);
+    assert_eq!(ctx.status(&app, "staging")["images"][&tag].as_str(), Some(pinned.as_str()));
+    assert_eq!(http_body(&host, staging_port).as_deref(), Some("v1"));
+    // A repin of an app that does not exist names it and exits 3.
+    let r = ctx.berth(&["repin", "no-such-app", "-n", "production"]).expect(3);
+    assert!(r.stderr.contains("app/no-such-app -n production"), "{}", r.stderr);
 
     ctx.delete(&app, "staging");
     ctx.delete(&app, "production");

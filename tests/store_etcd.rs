@@ -264,6 +264,40 @@ async fn deletion_timestamp_in_the_file_is_ignored() {
     assert_eq!(s.apply(&one(&plain), false).await.unwrap(), ApplyOutcome::Unchanged);
 }
 
+/// `berth repin` sets the repin annotation without touching the spec or the generation; a GitOps
+/// re-apply of a file without it keeps it (writing nothing), a file that sets it wins, and a repin
+/// of a missing App is NotFound.
+#[tokio::test]
+async fn repin_request_survives_a_reapply_and_keeps_the_generation() {
+    let p = Prefix::new();
+    let s = store(&p).await;
+    let key = format!("{}/apps/default/web", p.path);
+    s.apply(&one(&host_doc("h1")), false).await.unwrap();
+    let doc = app_doc("web", "default", "reg.local/web:1", "h1", "8080:80", "");
+    s.apply(&one(&doc), false).await.unwrap();
+    let first = s.request_repin("default", "web").await.unwrap();
+    let second = s.request_repin("default", "web").await.unwrap();
+    assert_ne!(first, second, "two requests must be told apart");
+    let (app, rev) = raw_get(&key).await.unwrap();
+    assert_eq!(app["metadata"]["annotations"]["berth.dev/repin-requested-at"], second.as_str());
+    assert_eq!(app["metadata"]["generation"], 1, "a repin is not a spec change: {app}");
+
+    assert_eq!(s.apply(&one(&doc), false).await.unwrap(), ApplyOutcome::Unchanged);
+    assert_eq!(raw_get(&key).await.unwrap().1, rev, "a re-apply of the same file wrote");
+    let changed = app_doc("web", "default", "reg.local/web:2", "h1", "8080:80", "");
+    assert_eq!(s.apply(&one(&changed), false).await.unwrap(), ApplyOutcome::Configured);
+    let (app, _) = raw_get(&key).await.unwrap();
+    assert_eq!(app["metadata"]["annotations"]["berth.dev/repin-requested-at"], second.as_str(), "{app}");
+    assert_eq!(app["metadata"]["generation"], 2);
+
+    let own = "  annotations: {berth.dev/repin-requested-at: from-git}\n";
+    let pinned = app_doc("web", "default", "reg.local/web:2", "h1", "8080:80", own);
+    assert_eq!(s.apply(&one(&pinned), false).await.unwrap(), ApplyOutcome::Configured);
+    assert_eq!(raw_get(&key).await.unwrap().0["metadata"]["annotations"]["berth.dev/repin-requested-at"], "from-git");
+
+    assert!(matches!(s.request_repin("default", "nope").await, Err(StoreError::NotFound(m)) if m == "app/nope -n default"));
+}
+
 // ------------------------------------------------------------------------------------ prefix
 
 /// `--prefix` moves every key: the same resources under two prefixes are independent.

@@ -187,7 +187,7 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
             }
             last_line = line;
         }
-        if let Some(s) = status.filter(|s| s.settled_for(generation)) {
+        if let Some(s) = status.filter(|s| s.settled_for(generation, app.value.repin_requested_at())) {
             if let Some(pb) = &bar {
                 pb.finish_and_clear();
             }

@@ -166,6 +166,19 @@ pub enum Command {
         #[arg(long)]
         identity: Option<String>,
     },
+    /// Resolve an App's image tags again: a tag that moved in the registry rolls out (rolling, as any
+    /// replace); an unmoved one changes nothing. Pins otherwise last while the spec's reference does.
+    Repin {
+        name: String,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Then follow the App until the operator reports it Ready on the new pins.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
     /// Show an App's status as the last converge wrote it.
     Status {
         name: String,
@@ -284,6 +297,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Plan { name, namespace, files, output } => commands::plan(&cli.global, name, namespace, files, output).await,
         Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
+        Command::Repin { name, namespace, wait, timeout } => {
+            let store = connect(&cli.global).await?;
+            let at = store.request_repin(&namespace, &name).await?;
+            println!("app/{name} -n {namespace} repin requested at {at}");
+            if wait {
+                commands::wait_ready(&store, &name, &namespace, timeout).await?;
+            }
+            Ok(())
+        }
         Command::Status { name, namespace, wait: true, timeout, .. } => {
             let store = connect(&cli.global).await?;
             commands::wait_ready(&store, &name, &namespace, timeout).await

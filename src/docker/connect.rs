@@ -93,7 +93,9 @@ impl HostClient {
             Err(_) => Err(DockerError::new(&self.name, op, format!("no answer within {}s", CALL_TIMEOUT.as_secs()))),
         };
         let failed = matches!(&result, Err(e) if e.status.is_none_or(|s| s >= 500));
-        crate::metrics::global().docker_call(&self.name, crate::metrics::op_label(op), started.elapsed(), !failed);
+        let took = started.elapsed();
+        tracing::trace!(host = %self.name, op, ms = took.as_secs_f64() * 1e3, "docker call");
+        crate::metrics::global().docker_call(&self.name, crate::metrics::op_label(op), took, !failed);
         result
     }
 }

@@ -79,16 +79,17 @@ pub async fn observe(pool: &HostPool, hosts: &[Host]) -> Observation {
     out
 }
 
-/// Pins every image reference the app needs: reused from status while the generation is unchanged
-/// (so a moved tag never swaps a running namespace's image), otherwise resolved once through a host
-/// that needs it.
+/// Pins every image reference the app needs. A pin in the last status is reused for as long as the
+/// spec keeps its reference and no `berth repin` came after it, whatever else in the spec changes:
+/// a moved tag never swaps a running namespace's image, and a change that does not touch `image`
+/// never changes the code (nor waits on a registry round trip). Anything else is resolved once,
+/// through a host that needs it.
 pub async fn resolve_images(
     app: &App,
     hosts: &[Host],
     previous: Option<&AppStatus>,
     clients: &BTreeMap<String, HostClient>,
 ) -> Result<BTreeMap<String, String>, String> {
-    let generation = app.metadata.generation.unwrap_or(0);
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (host, refs) in plan::images_needed(app, hosts) {
         for r in refs {
@@ -96,7 +97,7 @@ pub async fn resolve_images(
         }
     }
     // Every reference at once: each look-up is a registry round trip through a daemon.
-    let reuse = previous.filter(|p| p.observed_generation == generation);
+    let reuse = previous.filter(|p| p.repin_requested_at.as_deref() == app.repin_requested_at());
     let results = join_all(wanted.into_iter().map(|(reference, needing)| async move {
         if let Some(p) = reuse.and_then(|prev| prev.images.get(&reference)) {
             return (reference, Ok(p.clone()));
@@ -161,6 +162,7 @@ pub async fn converge_gated(
 ) -> Result<Outcome, StoreError> {
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace().to_string(), spec_app.metadata.name.clone());
+    let mut timings = Timings::start();
     // Unreadable status (etcd down) fails the reconcile: re-resolving images without it could roll a moved tag.
     // A corrupt status (written by hand) is replaced rather than blocking the app for ever.
     let previous: Option<AppStatus> = match store.get_status(&ns, &name).await {
@@ -171,7 +173,9 @@ pub async fn converge_gated(
         }
         Err(e) => return Err(e),
     };
+    timings.mark("status");
     let observation = observe(pool, hosts).await;
+    timings.mark("observe");
     let mut run = Run::new(spec_app, &observation);
     run.gate = gate.clone();
     run.previous_hosts = previous.as_ref().map(|p| {
@@ -179,15 +183,18 @@ pub async fn converge_gated(
     });
     match resolve_images(spec_app, hosts, previous.as_ref(), &observation.clients).await {
         Ok(images) => {
+            timings.mark("resolve");
             run.images = images;
             match plan::plan(spec_app, hosts, &run.images, &observation.hosts) {
                 Ok(p) => {
+                    timings.mark("plan");
                     // Whatever berth does on a host makes that host's cached observation stale.
                     let touched: BTreeSet<&str> = p.actions().map(|a| a.host()).collect();
                     for h in touched {
                         pool.cache(h).mark_dirty();
                     }
-                    run.execute(&p).await
+                    run.execute(&p).await;
+                    timings.mark("execute");
                 }
                 Err(e) => run.fatal = Some(format!("cannot plan: {e}")),
             }
@@ -195,6 +202,7 @@ pub async fn converge_gated(
         Err(e) => run.fatal = Some(e),
     }
     let after = observe(pool, hosts).await;
+    timings.mark("observe-after");
     let status = run.status(hosts, &after);
     let deleting = spec_app.metadata.deletion_timestamp.is_some();
     let finalized = deleting && status.phase == Phase::Ready && nothing_left(spec_app, &after, run.previous_hosts.as_ref());
@@ -204,7 +212,37 @@ pub async fn converge_gated(
     } else {
         store.put_status(&ns, &name, &status).await?;
     }
+    timings.mark("status-write");
+    tracing::debug!(app = %name, namespace = %ns, steps = %timings, "converge timings");
     Ok(Outcome { status, actions: run.counts, finalized })
+}
+
+/// Milliseconds spent in each step of one converge, logged at debug level so a slow reaction can be
+/// taken apart without a profiler (`BERTH_LOG=berth=debug`).
+struct Timings {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl Timings {
+    fn start() -> Timings {
+        Timings { last: Instant::now(), steps: Vec::new() }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, took)) in self.steps.iter().enumerate() {
+            write!(f, "{}{step}={:.1}ms", if i == 0 { "" } else { " " }, took.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether no container or network of the app remains on any host. An unreachable host counts as
@@ -706,6 +744,7 @@ impl<'a> Run<'a> {
                 observed_generation: generation,
             }],
             images: self.images.clone(),
+            repin_requested_at: app.repin_requested_at().map(str::to_string),
             hosts: host_status,
             last_converged: Some(now),
             message,

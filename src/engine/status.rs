@@ -75,8 +75,12 @@ pub struct AppStatus {
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// Spec image reference → the pinned reference (`repo@sha256:…`) every container was created from.
+    /// A pin is kept while its reference stays in the spec, until a `berth repin`.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+    /// The `berth repin` request (the App's repin annotation) these pins were resolved under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repin_requested_at: Option<String>,
     #[serde(default)]
     pub hosts: BTreeMap<String, HostStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,8 +91,10 @@ pub struct AppStatus {
 }
 
 impl AppStatus {
-    /// Whether a waiter for `generation` may stop: Ready at that generation, or failed at it.
-    pub fn settled_for(&self, generation: i64) -> bool {
-        self.observed_generation == generation && self.phase != Phase::Progressing
+    /// Whether a waiter may stop: Ready for this generation and repin request, or failed at them.
+    pub fn settled_for(&self, generation: i64, repin_requested_at: Option<&str>) -> bool {
+        self.observed_generation == generation
+            && self.repin_requested_at.as_deref() == repin_requested_at
+            && self.phase != Phase::Progressing
     }
 }

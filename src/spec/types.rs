@@ -14,6 +14,15 @@ pub const API_VERSION: &str = "berth.dev/v1alpha1";
 /// The namespace an App lands in when its metadata names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
+/// Annotation `berth repin` sets (to the time of the request) to have every image tag of an App
+/// resolved again. Image pins otherwise last as long as the spec's image reference is unchanged, so
+/// a spec change that does not touch `image` never swaps the code underneath it. Annotations under
+/// `berth.dev/` are kept by `berth apply` when the applied file does not carry them.
+pub const REPIN_ANNOTATION: &str = "berth.dev/repin-requested-at";
+
+/// Prefix of the annotations berth itself owns.
+pub const BERTH_ANNOTATION_PREFIX: &str = "berth.dev/";
+
 /// Kubernetes-style metadata; `generation` and `deletionTimestamp` are owned by the store, not the user.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -225,5 +234,10 @@ impl App {
     /// The destination, defaulted.
     pub fn namespace(&self) -> &str {
         self.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// The last `berth repin` request, if any: pins resolved under another value are stale.
+    pub fn repin_requested_at(&self) -> Option<&str> {
+        self.metadata.annotations.get(REPIN_ANNOTATION).map(String::as_str)
     }
 }

@@ -206,6 +206,13 @@ impl Store {
                 let key = self.keys.app(a.namespace(), &a.metadata.name);
                 self.apply_guarded(&key, a, dry_run, |stored: &App, new: &mut App| {
                     new.metadata.generation = stored.metadata.generation;
+                    // berth's own annotations (a `berth repin` request) survive a GitOps re-apply of
+                    // a file that does not mention them; a file that sets one wins.
+                    for (k, v) in &stored.metadata.annotations {
+                        if k.starts_with(crate::spec::BERTH_ANNOTATION_PREFIX) {
+                            new.metadata.annotations.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
                     stored.spec != new.spec
                 })
                 .await
@@ -280,6 +287,33 @@ impl Store {
                 .and_then([TxnOp::put(key.as_str(), body, None)]);
             if self.client.kv_client().txn(txn).await?.succeeded() {
                 return Ok(());
+            }
+        }
+        Err(StoreError::Refused(format!("{key} kept changing; try again")))
+    }
+
+    /// Asks the operator to resolve every image tag of an App again (`berth repin`): sets
+    /// [`crate::spec::REPIN_ANNOTATION`] to now and returns that value, which the status echoes once
+    /// the new pins are in use. The spec and its generation stay as they are.
+    pub async fn request_repin(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
+        let key = self.keys.app(namespace, name);
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let Some(stored) = self.get_json::<App>(&key).await? else {
+                return Err(StoreError::NotFound(format!("app/{name} -n {namespace}")));
+            };
+            if stored.value.metadata.deletion_timestamp.is_some() {
+                return Err(StoreError::Refused(format!("app/{name} -n {namespace} is being deleted")));
+            }
+            let mut app = stored.value;
+            // Nanoseconds, so two requests within one second are still two requests.
+            let token = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+            app.metadata.annotations.insert(crate::spec::REPIN_ANNOTATION.to_string(), token.clone());
+            let body = serde_json::to_vec(&app).expect("resources always serialize");
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
+                .and_then([TxnOp::put(key.as_str(), body, None)]);
+            if self.client.kv_client().txn(txn).await?.succeeded() {
+                return Ok(token);
             }
         }
         Err(StoreError::Refused(format!("{key} kept changing; try again")))
