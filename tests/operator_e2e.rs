@@ -587,6 +587,8 @@ spec:
 
 /// `berth apply` is the only step: the operator brings the app to Ready; an env change is rolled
 /// out as generation 2 (container replaced, the new one has the new env); /healthz and /readyz answer.
+/// `berth repin --wait` is answered by the operator although the spec did not change; the tag did
+/// not move, so no container is touched.
 #[test]
 fn apply_alone_reaches_ready_and_an_edit_rolls_out_generation_two() {
     let _busy = busy();
@@ -633,6 +635,17 @@ fn apply_alone_reaches_ready_and_an_edit_rolls_out_generation_two() {
     }
     assert_eq!(op.metric("berth_app_ready", &[("app", &app), ("namespace", ns)]), 1.0);
     assert_eq!(op.metric("berth_app_generation_lag", &[("app", &app), ("namespace", ns)]), 0.0);
+
+    let after_edit: Vec<Vec<Ctr>> = ["host1", "host2"].iter().map(|h| app_containers(tb, h, &app)).collect();
+    let r = ctx.berth(&["repin", &app, "-n", ns, "--wait", "--timeout", "60s"]).expect(0);
+    assert!(r.stdout.contains("Ready (generation 2)"), "{}", r.stdout);
+    let s3 = ctx.status(&app, ns).expect("status after the repin");
+    let requested = r.stdout.lines().find_map(|l| l.split(" repin requested at ").nth(1)).expect("the request's time");
+    assert_eq!(s3["repinRequestedAt"].as_str(), Some(requested), "{s3:#}");
+    for (h, before) in ["host1", "host2"].iter().zip(&after_edit) {
+        let ids = |cs: &[Ctr]| cs.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&app_containers(tb, h, &app)), ids(before), "{h}: an unmoved tag rolled");
+    }
 }
 
 // ------------------------------------------------------------------------------------ 2. drift
