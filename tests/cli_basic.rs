@@ -4,10 +4,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth::spec::{App, Host, Resource};
+use common::run::{berth, berth_cmd, Run};
+use common::specs;
 use common::testbed::Testbed;
 use etcd_client::{Client, DeleteOptions, GetOptions};
 
@@ -15,51 +16,6 @@ use etcd_client::{Client, DeleteOptions, GetOptions};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-/// A clean invocation: no inherited berth settings; `RUST_BACKTRACE=1` so a panic would show.
-fn berth_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
-    c.env_remove("BERTH_ETCD_ENDPOINTS").env_remove("BERTH_PREFIX").env_remove("BERTH_LOG").env("RUST_BACKTRACE", "1");
-    c
-}
-
-fn berth(args: &[&str]) -> Output {
-    berth_cmd().args(args).output().expect("run the berth binary")
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(out: Output) -> Run {
-        let r = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        };
-        assert!(
-            !r.stderr.contains("panicked") && !r.stderr.contains("stack backtrace"),
-            "berth must never panic on user errors:\n{}",
-            r.stderr
-        );
-        r
-    }
-
-    /// Asserts the exit code, showing both streams when it differs.
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "exit code\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
 }
 
 /// A test's own etcd root; its keys are deleted on drop.
@@ -83,7 +39,7 @@ impl Ctx {
     fn run(&self, args: &[&str]) -> Run {
         let mut all = vec!["--etcd", self.etcd.as_str(), "--prefix", self.prefix.as_str()];
         all.extend_from_slice(args);
-        Run::of(berth(&all))
+        Run::of_user_input(berth(&all))
     }
 
     /// Writes `name` in the test's temporary folder; returns its path.
@@ -132,24 +88,11 @@ fn yaml_docs<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
 }
 
 fn host_doc(name: &str) -> String {
-    format!("apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: {name}\nspec:\n  endpoint: unix:///tmp/berth-cli-test/{name}.sock\n")
+    specs::host_doc(name, &format!("unix:///tmp/berth-cli-test/{name}.sock"))
 }
 
 fn app_doc(name: &str, ns: &str, image: &str, hosts: &str, port: &str) -> String {
-    format!(
-        "apiVersion: berth.dev/v1alpha1
-kind: App
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  image: {image}
-  roles:
-    web:
-      hosts: [{hosts}]
-      ports: [\"{port}\"]
-"
-    )
+    specs::app_doc(name, ns, image, hosts, port, "")
 }
 
 fn ex() -> String {
@@ -195,7 +138,7 @@ fn changed_shop(c: &Ctx, image: &str) -> String {
 #[test]
 fn validate_examples_succeeds_offline() {
     // No etcd is needed (and none is reachable at this address).
-    let r = Run::of(berth(&["--etcd", "http://127.0.0.1:1", "validate", "-f", &ex()])).expect(0);
+    let r = Run::of_user_input(berth(&["--etcd", "http://127.0.0.1:1", "validate", "-f", &ex()])).expect(0);
     let names = example_names();
     assert_eq!(r.stdout.lines().count(), names.len(), "{}", r.stdout);
     for name in &names {
@@ -205,12 +148,12 @@ fn validate_examples_succeeds_offline() {
     // Sub-folders are not searched; they can be validated on their own.
     let reference = examples().join("reference");
     if reference.is_dir() {
-        Run::of(berth(&["validate", "-f", reference.to_str().unwrap()])).expect(0);
+        Run::of_user_input(berth(&["validate", "-f", reference.to_str().unwrap()])).expect(0);
     }
     // Files work as well as the folder.
     let hosts = examples().join("hosts.yaml");
     let shop = examples().join("shop.yaml");
-    Run::of(berth(&["validate", "-f", hosts.to_str().unwrap(), "-f", shop.to_str().unwrap()])).expect(0);
+    Run::of_user_input(berth(&["validate", "-f", hosts.to_str().unwrap(), "-f", shop.to_str().unwrap()])).expect(0);
 }
 
 #[test]
@@ -225,7 +168,7 @@ fn validate_bad_files_exit_1_with_located_errors() {
     );
     std::fs::write(&bad, text).unwrap();
     let bad = bad.to_str().unwrap();
-    let r = Run::of(berth(&["validate", "-f", bad])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", bad])).expect(1);
     assert!(
         r.stderr.contains(&format!("{bad}[1]: spec")),
         "errors must be located as file[doc]: path: message:\n{}",
@@ -237,27 +180,27 @@ fn validate_bad_files_exit_1_with_located_errors() {
     let ports = dir.path().join("ports.yaml");
     std::fs::write(&ports, app_doc("web", "prod", "reg.local/web:1", "h1", "70000:80")).unwrap();
     let ports = ports.to_str().unwrap();
-    let r = Run::of(berth(&["validate", "-f", ports])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", ports])).expect(1);
     let line = r.stderr.lines().find(|l| l.contains(&format!("{ports}[0]: spec.roles.web.ports[0]: ")));
     assert!(line.is_some(), "expected `{ports}[0]: spec.roles.web.ports[0]: ...` in:\n{}", r.stderr);
 
     // YAML syntax errors, a missing file, a wrong kind: all exit 1, no panic.
     let syntax = dir.path().join("syntax.yaml");
     std::fs::write(&syntax, "apiVersion: [unclosed\n").unwrap();
-    let r = Run::of(berth(&["validate", "-f", syntax.to_str().unwrap()])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", syntax.to_str().unwrap()])).expect(1);
     assert!(r.stderr.contains("syntax.yaml[0]: invalid YAML"), "{}", r.stderr);
-    let r = Run::of(berth(&["validate", "-f", "/nonexistent/berth.yaml"])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", "/nonexistent/berth.yaml"])).expect(1);
     assert!(r.stderr.contains("/nonexistent/berth.yaml: cannot read"), "{}", r.stderr);
     let kind = dir.path().join("kind.yaml");
     std::fs::write(&kind, "apiVersion: berth.dev/v1alpha1\nkind: Pod\nmetadata: {name: x}\n").unwrap();
-    let r = Run::of(berth(&["validate", "-f", kind.to_str().unwrap()])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", kind.to_str().unwrap()])).expect(1);
     assert!(r.stderr.contains("kind.yaml[0]: kind: unknown kind \"Pod\""), "{}", r.stderr);
 
     // apply refuses the same file before touching etcd (none is reachable here: still exit 1).
-    Run::of(berth(&["--etcd", "http://127.0.0.1:1", "apply", "-f", ports])).expect(1);
+    Run::of_user_input(berth(&["--etcd", "http://127.0.0.1:1", "apply", "-f", ports])).expect(1);
     // Usage errors are input errors too.
-    Run::of(berth(&["validate"])).expect(1);
-    Run::of(berth(&["get", "pods"])).expect(1);
+    Run::of_user_input(berth(&["validate"])).expect(1);
+    Run::of_user_input(berth(&["get", "pods"])).expect(1);
 }
 
 /// A folder loads every .yaml, .yml and .json file in it (and nothing else).
@@ -275,12 +218,12 @@ fn a_folder_loads_every_yaml_and_json_file() {
     std::fs::write(dir.path().join("c.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not a resource: {{{").unwrap();
     std::fs::write(dir.path().join("README.md"), "# not a resource").unwrap();
-    let r = Run::of(berth(&["validate", "-f", dir.path().to_str().unwrap()])).expect(0);
+    let r = Run::of_user_input(berth(&["validate", "-f", dir.path().to_str().unwrap()])).expect(0);
     let names: Vec<&str> = r.stdout.lines().map(|l| l.split(" valid").next().unwrap()).collect();
     assert_eq!(names, ["host/h1", "host/h2", "host/h3", "app/api -n prod"], "{}", r.stdout);
 
     let empty = tempfile::tempdir().unwrap();
-    let r = Run::of(berth(&["validate", "-f", empty.path().to_str().unwrap()])).expect(1);
+    let r = Run::of_user_input(berth(&["validate", "-f", empty.path().to_str().unwrap()])).expect(1);
     assert!(r.stderr.contains("no .yaml, .yml or .json files"), "{}", r.stderr);
 }
 
@@ -489,7 +432,7 @@ fn unreachable_etcd_exits_2_with_one_line() {
         let mut all = vec!["--etcd", "http://127.0.0.1:1"];
         all.extend_from_slice(args);
         let started = std::time::Instant::now();
-        let r = Run::of(berth(&all)).expect(2);
+        let r = Run::of_user_input(berth(&all)).expect(2);
         assert!(started.elapsed() < std::time::Duration::from_secs(15), "{args:?} hung for {:?}", started.elapsed());
         assert_eq!(r.stderr.lines().count(), 1, "{args:?}: one line expected:\n{}", r.stderr);
         assert!(r.stderr.contains("http://127.0.0.1:1"), "{args:?}: the endpoint must be named:\n{}", r.stderr);
@@ -497,9 +440,9 @@ fn unreachable_etcd_exits_2_with_one_line() {
         assert!(r.stderr.len() < 200, "{args:?}: message too long:\n{}", r.stderr);
         assert!(r.stdout.is_empty(), "{}", r.stdout);
     }
-    let r = Run::of(berth(&["--etcd", "http://127.0.0.1:1", "get", "hosts"])).expect(2);
+    let r = Run::of_user_input(berth(&["--etcd", "http://127.0.0.1:1", "get", "hosts"])).expect(2);
     assert_eq!(r.stderr.trim_end(), "error: etcd unreachable at http://127.0.0.1:1: connection refused");
-    let r = Run::of(berth(&["--etcd", "http://127.0.0.1:1,http://127.0.0.1:2", "get", "hosts"])).expect(2);
+    let r = Run::of_user_input(berth(&["--etcd", "http://127.0.0.1:1,http://127.0.0.1:2", "get", "hosts"])).expect(2);
     assert_eq!(
         r.stderr.trim_end(),
         "error: etcd unreachable at http://127.0.0.1:1,http://127.0.0.1:2: connection refused"
@@ -513,8 +456,9 @@ fn etcd_endpoints_from_the_environment() {
     let hosts =
         c.file("hosts.yaml", &format!("{}---\n{}---\n{}", host_doc("host1"), host_doc("host2"), host_doc("host3")));
     let env_run = |args: &[&str], endpoints: &str| {
-        Run::of(
+        Run::of_user_input(
             berth_cmd()
+                .env("RUST_BACKTRACE", "1")
                 .env("BERTH_ETCD_ENDPOINTS", endpoints)
                 .env("BERTH_PREFIX", &c.prefix)
                 .args(args)

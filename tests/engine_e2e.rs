@@ -12,10 +12,13 @@ mod common;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use common::ports::host_port;
+use common::run::{berth_at, Run};
+use common::specs::unix_hosts;
 use common::testbed::{http_get, secs, unique, wait_for_http, wait_until, Testbed};
 use etcd_client::{Client, DeleteOptions, GetOptions};
 use serde_json::Value;
@@ -26,68 +29,11 @@ use serde_json::Value;
 /// below 32768, where Docker picks the ports of other tests' `-p 80`.
 fn port() -> u16 {
     static N: AtomicU16 = AtomicU16::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 20, "engine_e2e hands out at most 20 host ports per process");
-    20000 + (std::process::id() % 600) as u16 * 20 + n
+    host_port(&N, 20000, 600, 20, "engine_e2e")
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-/// One run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(out: Output) -> Run {
-        let r = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        };
-        assert!(!r.stderr.contains("panicked"), "berth panicked:\n{}", r.stderr);
-        r
-    }
-
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "exit code\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// The `actions: …` line of `berth converge`.
-    fn actions(&self) -> &str {
-        self.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("actions: "))
-            .unwrap_or_else(|| panic!("no `actions:` line in\n{}\n{}", self.stdout, self.stderr))
-    }
-
-    /// The container-changing Docker calls of the `actions:` line (`create 2, stop 1` → that map);
-    /// pulls (which depend on what other tests left on a host) and summary counters are left out.
-    fn changes(&self) -> String {
-        let line = self.actions();
-        if line == "no changes" {
-            return String::new();
-        }
-        let mut out = Vec::new();
-        for part in line.split(", ") {
-            let (verb, n) = part.rsplit_once(' ').unwrap_or_else(|| panic!("bad actions line {line:?}"));
-            if ["create", "start", "stop", "remove"].contains(&verb) {
-                out.push(format!("{verb} {n}"));
-            }
-        }
-        out.join(", ")
-    }
 }
 
 /// One test's world: its etcd prefix, its spec files, and the apps it created (for cleanup).
@@ -118,15 +64,7 @@ impl Ctx {
 
     /// `berth --etcd … --prefix … ARGS`, with no inherited berth settings.
     fn berth(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env_remove("BERTH_ETCD_ENDPOINTS")
-            .env_remove("BERTH_PREFIX")
-            .env_remove("BERTH_LOG")
-            .args(["--etcd", &self.tb.etcd, "--prefix", &self.prefix])
-            .args(args)
-            .output()
-            .expect("run the berth binary");
-        Run::of(out)
+        Run::of(berth_at(&self.tb.etcd, &self.prefix, args))
     }
 
     fn file(&self, name: &str, text: &str) -> String {
@@ -201,20 +139,6 @@ impl Drop for Ctx {
 
 fn lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
-}
-
-/// Host resources for the bed's hosts, over their unix sockets.
-fn unix_hosts(tb: &Testbed) -> String {
-    tb.hosts
-        .iter()
-        .map(|h| {
-            format!(
-                "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: {}\nspec:\n  endpoint: {}\n",
-                h.name, h.unix
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
 }
 
 /// A container as `docker inspect` shows it.

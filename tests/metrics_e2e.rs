@@ -23,6 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use common::ports::{free_port, host_port};
+use common::run::{berth_at, berth_cmd};
 use common::testbed::{http_get, secs, unique, wait_until, Testbed};
 use etcd_client::{Client, DeleteOptions};
 use serde_json::Value;
@@ -33,14 +35,7 @@ use serde_json::Value;
 /// uses 20000..40000, operator_e2e 40000..60000).
 fn port() -> u16 {
     static N: AtomicU16 = AtomicU16::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 8, "metrics_e2e hands out at most 8 host ports per process");
-    61000 + (std::process::id() % 500) as u16 * 8 + n
-}
-
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    host_port(&N, 61000, 500, 8, "metrics_e2e")
 }
 
 fn unix_now() -> f64 {
@@ -175,9 +170,7 @@ impl Operator {
     fn start(tb: &Testbed, prefix: &str, dir: &Path) -> Operator {
         let port = free_port();
         let log = dir.join(format!("operator-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env_remove("BERTH_ETCD_ENDPOINTS")
-            .env_remove("BERTH_PREFIX")
+        let child = berth_cmd()
             .env("BERTH_LOG", "info")
             .env("NO_COLOR", "1")
             .args(["--etcd", &tb.etcd, "--prefix", prefix, "operator", "--metrics-addr", &format!("127.0.0.1:{port}")])
@@ -350,14 +343,7 @@ impl World {
 
     /// `berth --etcd … --prefix … ARGS` → (exit code, stdout + stderr).
     fn berth(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env_remove("BERTH_ETCD_ENDPOINTS")
-            .env_remove("BERTH_PREFIX")
-            .env_remove("BERTH_LOG")
-            .args(["--etcd", &self.tb.etcd, "--prefix", &self.prefix])
-            .args(args)
-            .output()
-            .expect("run the berth binary");
+        let out = berth_at(&self.tb.etcd, &self.prefix, args);
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(!text.contains("panicked"), "berth panicked: {text}");
         (out.status.code(), text)

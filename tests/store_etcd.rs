@@ -7,11 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth::spec::{parse_str, App, Resource};
 use berth::store::{ApplyOutcome, Store, StoreError};
+use common::run::berth;
+use common::specs::{self, app_doc};
 use common::testbed::Testbed;
 use etcd_client::{Client, GetOptions};
 use serde_json::Value;
@@ -76,44 +78,13 @@ async fn raw_keys(prefix: &str) -> BTreeSet<String> {
 }
 
 fn host_doc(name: &str) -> String {
-    format!(
-        "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: {name}\nspec:\n  endpoint: unix:///tmp/berth-store-test/{name}.sock\n"
-    )
-}
-
-/// An App with one role on `host`; `meta` is extra YAML lines for `metadata` (indented by two).
-fn app_doc(name: &str, ns: &str, image: &str, host: &str, port: &str, meta: &str) -> String {
-    format!(
-        "apiVersion: berth.dev/v1alpha1
-kind: App
-metadata:
-  name: {name}
-  namespace: {ns}
-{meta}spec:
-  image: {image}
-  roles:
-    web:
-      hosts: [{host}]
-      ports: [\"{port}\"]
-"
-    )
+    specs::host_doc(name, &format!("unix:///tmp/berth-store-test/{name}.sock"))
 }
 
 fn one(text: &str) -> Resource {
     let mut v = parse_str("test.yaml", text).unwrap_or_else(|e| panic!("test spec does not parse: {e}\n{text}"));
     assert_eq!(v.len(), 1, "{text}");
     v.remove(0)
-}
-
-fn berth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .env_remove("BERTH_ETCD_ENDPOINTS")
-        .env_remove("BERTH_PREFIX")
-        .env_remove("BERTH_LOG")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run the berth binary")
 }
 
 fn text(out: &Output) -> (String, String) {

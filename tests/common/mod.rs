@@ -3,4 +3,7 @@
 //! Every test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod ports;
+pub mod run;
+pub mod specs;
 pub mod testbed;
