@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::ports::{free_port, host_port};
+use common::run::{berth_at, berth_cmd, Run};
+use common::specs::unix_hosts;
 use common::testbed::{http_get, secs, unique, wait_for_http, wait_until, Testbed};
 use etcd_client::{Client, DeleteOptions, GetOptions};
 use serde_json::Value;
@@ -40,14 +43,7 @@ fn busy() -> RwLockReadGuard<'static, ()> {
 /// engine tests use 20000..40000).
 fn port() -> u16 {
     static N: AtomicU16 = AtomicU16::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    assert!(n < 40, "operator_e2e hands out at most 40 host ports per process");
-    40000 + (std::process::id() % 500) as u16 * 40 + n
-}
-
-/// A loopback port free right now (for `--metrics-addr` and the private etcd).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    host_port(&N, 40000, 500, 40, "operator_e2e")
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -79,30 +75,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-/// One run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(out: Output) -> Run {
-        let r = Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-        };
-        assert!(!r.stderr.contains("panicked"), "berth panicked:\n{}", r.stderr);
-        r
-    }
-
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(self.code, Some(code), "exit code\n--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout, self.stderr);
-        self
-    }
 }
 
 /// One test's world: the etcd it uses, its prefix, its spec files, what it must clean up.
@@ -147,15 +119,7 @@ impl Ctx {
 
     /// `berth --etcd … --prefix … ARGS`, with no inherited berth settings.
     fn berth(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env_remove("BERTH_ETCD_ENDPOINTS")
-            .env_remove("BERTH_PREFIX")
-            .env_remove("BERTH_LOG")
-            .args(["--etcd", &self.etcd, "--prefix", &self.prefix])
-            .args(args)
-            .output()
-            .expect("run the berth binary");
-        Run::of(out)
+        Run::of(berth_at(&self.etcd, &self.prefix, args))
     }
 
     fn file(&self, name: &str, text: &str) -> String {
@@ -211,9 +175,7 @@ impl Ctx {
     fn operator(&self, identity: &str, extra: &[&str]) -> Operator {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = self.dir.path().join(format!("operator-{identity}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env_remove("BERTH_ETCD_ENDPOINTS")
-            .env_remove("BERTH_PREFIX")
+        let child = berth_cmd()
             .env("BERTH_LOG", "info")
             .env("NO_COLOR", "1")
             .args(["--etcd", &self.etcd, "--prefix", &self.prefix, "operator"])
@@ -395,20 +357,6 @@ fn series_delta(before: &str, after: &str, name: &str) -> Vec<String> {
             (d != 0.0).then(|| format!("{k} +{d}"))
         })
         .collect()
-}
-
-/// Host resources for the bed's hosts, over their unix sockets.
-fn unix_hosts(tb: &Testbed) -> String {
-    tb.hosts
-        .iter()
-        .map(|h| {
-            format!(
-                "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: {}\nspec:\n  endpoint: {}\n",
-                h.name, h.unix
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
 }
 
 /// A container as `docker inspect` shows it.
@@ -794,6 +742,9 @@ fn a_stopped_host_is_reported_others_stay_ready_and_it_is_reconverged_when_back(
     // The other apps were really looked at during the outage, not only left alone.
     assert!(reconciles(&on1) > r1 && reconciles(&on2) > r2, "no reconcile of the other apps during the outage ({polls} polls)");
     assert_eq!(op.metric("berth_host_up", &[("host", "host3")]), 0.0);
+    // A down Docker host is an alert, not an unready operator; /readyz names it.
+    let readyz = op.get("/readyz");
+    assert!(readyz.as_ref().is_some_and(|(c, b)| *c == 200 && b.contains("leader") && b.contains("host3")), "/readyz: {readyz:?}");
 
     drop(outage); // start-host: dockerd is back, the container exited (restart: no)
     let t_back = Instant::now();
