@@ -235,6 +235,37 @@ async fn deletion_timestamp_in_the_file_is_ignored() {
     assert_eq!(s.apply(&one(&plain), false).await.unwrap(), ApplyOutcome::Unchanged);
 }
 
+/// A batch is written in one transaction: its keys share one revision, and a batch in which one App
+/// is refused (being deleted) writes nothing at all, not even the Host listed before it.
+#[tokio::test]
+async fn a_batch_is_all_or_nothing() {
+    let p = Prefix::new();
+    let s = store(&p).await;
+    let batch = [
+        one(&host_doc("h1")),
+        one(&host_doc("h2")),
+        one(&app_doc("web", "default", "reg.local/web:1", "h1", "8080:80", "")),
+        one(&app_doc("jobs", "default", "reg.local/web:1", "h2", "8081:80", "")),
+    ];
+    let outcomes = s.apply_all(&batch, false).await.unwrap();
+    assert_eq!(outcomes, vec![ApplyOutcome::Created; 4]);
+    let mut revisions = BTreeSet::new();
+    for key in ["hosts/h1", "hosts/h2", "apps/default/web", "apps/default/jobs"] {
+        revisions.insert(raw_get(&format!("{}/{key}", p.path)).await.unwrap().1);
+    }
+    assert_eq!(revisions.len(), 1, "the batch took several transactions: {revisions:?}");
+    assert_eq!(s.apply_all(&batch, false).await.unwrap(), vec![ApplyOutcome::Unchanged; 4]);
+
+    s.delete_app("default", "jobs").await.unwrap();
+    let before = raw_keys(&p.path).await;
+    let refused = [one(&host_doc("h3")), one(&app_doc("jobs", "default", "reg.local/web:2", "h2", "8081:80", ""))];
+    match s.apply_all(&refused, false).await {
+        Err(StoreError::Refused(m)) => assert!(m.starts_with("app/jobs -n default: it is being deleted"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(raw_keys(&p.path).await, before, "a refused batch wrote part of itself");
+}
+
 /// `berth repin` sets the repin annotation without touching the spec or the generation; a GitOps
 /// re-apply of a file without it keeps it (writing nothing), a file that sets it wins, and a repin
 /// of a missing App is NotFound.

@@ -270,9 +270,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             store
                 .with_apply_lock(|| async {
                     check_against_store(&store, &resources).await?;
-                    for r in hosts_first(&resources) {
-                        let outcome = store.apply(r, dry_run).await?;
-                        let suffix = if dry_run { " (dry run)" } else { "" };
+                    // One etcd transaction for the whole batch: a refusal or a failure writes nothing.
+                    let ordered: Vec<Resource> = hosts_first(&resources).into_iter().cloned().collect();
+                    let outcomes = store.apply_all(&ordered, dry_run).await?;
+                    let suffix = if dry_run { " (dry run)" } else { "" };
+                    for (r, outcome) in ordered.iter().zip(outcomes) {
                         println!("{} {outcome}{suffix}", r.display_name());
                     }
                     Ok::<(), Failure>(())

@@ -191,20 +191,65 @@ impl Store {
     ///
     /// `generation` starts at 1 and grows only when `spec` changes; an identical resource writes nothing.
     pub async fn apply(&self, resource: &Resource, dry_run: bool) -> Result<ApplyOutcome, StoreError> {
-        let outcome = match resource {
+        Ok(self.apply_all(std::slice::from_ref(resource), dry_run).await?.remove(0))
+    }
+
+    /// Writes a batch of resources, in order, as [`Store::apply`] writes one — and all or nothing:
+    /// every resource is worked out against what is stored first (so a refusal writes nothing), then
+    /// all the writes go in one etcd transaction, retried whole on a conflict. A batch with more than
+    /// [`MAX_BATCH_WRITES`] writes exceeds what one transaction may hold and is written one resource
+    /// at a time, in order.
+    pub async fn apply_all(&self, resources: &[Resource], dry_run: bool) -> Result<Vec<ApplyOutcome>, StoreError> {
+        for attempt in 0..MAX_CONFLICT_RETRIES {
+            let mut outcomes = Vec::with_capacity(resources.len());
+            let mut writes = Vec::new();
+            for r in resources {
+                let prepared = self.prepare(r).await.map_err(|e| match e {
+                    StoreError::Refused(m) => StoreError::Refused(format!("{}: {m}", r.display_name())),
+                    other => other,
+                })?;
+                outcomes.push(prepared.outcome);
+                writes.extend(prepared.write);
+            }
+            if dry_run || writes.is_empty() {
+                return Ok(outcomes);
+            }
+            if writes.len() > MAX_BATCH_WRITES {
+                let mut out = Vec::with_capacity(resources.len());
+                for r in resources {
+                    out.extend(Box::pin(self.apply_all(std::slice::from_ref(r), false)).await?);
+                }
+                return Ok(out);
+            }
+            let (compares, puts): (Vec<Compare>, Vec<TxnOp>) = writes.into_iter().unzip();
+            let txn = Txn::new().when(compares).and_then(puts);
+            if self.client.kv_client().txn(txn).await?.succeeded() {
+                return Ok(outcomes);
+            }
+            // Someone wrote one of these keys since it was read: work the whole batch out again.
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % (20 * (attempt as u64 + 1)))).await;
+        }
+        Err(StoreError::Refused(format!("the resources kept changing under {MAX_CONFLICT_RETRIES} attempts; try again")))
+    }
+
+    /// Reads one resource's key and works out its write (if any): the guarded-update rules of
+    /// [`Store::apply`], with nothing written yet.
+    async fn prepare(&self, resource: &Resource) -> Result<Prepared, StoreError> {
+        match resource {
             Resource::Host(h) => {
                 let key = self.keys.host(&h.metadata.name);
-                self.apply_guarded(&key, h.clone(), dry_run, |stored: &Host, new: &mut Host| {
+                let stored = self.get_json::<Host>(&key).await?;
+                prepare_write(&key, stored, h.clone(), |stored: &Host, new: &mut Host| {
                     new.metadata.generation = stored.metadata.generation;
                     stored.spec != new.spec
                 })
-                .await
             }
             Resource::App(a) => {
                 let mut a = a.clone();
                 a.metadata.namespace = Some(a.namespace().to_string());
                 let key = self.keys.app(a.namespace(), &a.metadata.name);
-                self.apply_guarded(&key, a, dry_run, |stored: &App, new: &mut App| {
+                let stored = self.get_json::<App>(&key).await?;
+                prepare_write(&key, stored, a, |stored: &App, new: &mut App| {
                     new.metadata.generation = stored.metadata.generation;
                     // berth's own annotations (a `berth repin` request) survive a GitOps re-apply of
                     // a file that does not mention them; a file that sets one wins.
@@ -215,58 +260,8 @@ impl Store {
                     }
                     stored.spec != new.spec
                 })
-                .await
             }
-        };
-        outcome.map_err(|e| match e {
-            StoreError::Refused(m) => StoreError::Refused(format!("{}: {m}", resource.display_name())),
-            other => other,
-        })
-    }
-
-    /// The optimistic-concurrency loop shared by every resource kind.
-    async fn apply_guarded<T, F>(&self, key: &str, desired: T, dry_run: bool, carry: F) -> Result<ApplyOutcome, StoreError>
-    where
-        T: Serialize + DeserializeOwned + Clone + PartialEq + HasMeta,
-        F: Fn(&T, &mut T) -> bool,
-    {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let mut new = desired.clone();
-            // Store-owned: only `delete` sets it, never a user's file (on create or on update).
-            new.meta_mut().deletion_timestamp = None;
-            let (outcome, compare) = match self.get_json::<T>(key).await? {
-                None => {
-                    new.meta_mut().generation = Some(1);
-                    (ApplyOutcome::Created, Compare::create_revision(key, CompareOp::Equal, 0))
-                }
-                Some(stored) => {
-                    if stored.value.meta().deletion_timestamp.is_some() {
-                        return Err(StoreError::Refused(
-                            "it is being deleted; apply it again once the operator has removed it".into(),
-                        ));
-                    }
-                    let spec_changed = carry(&stored.value, &mut new);
-                    if spec_changed {
-                        new.meta_mut().generation = Some(stored.value.meta().generation.unwrap_or(0) + 1);
-                    }
-                    if new == stored.value {
-                        return Ok(ApplyOutcome::Unchanged);
-                    }
-                    (ApplyOutcome::Configured, Compare::mod_revision(key, CompareOp::Equal, stored.mod_revision))
-                }
-            };
-            if dry_run {
-                return Ok(outcome);
-            }
-            let body = serde_json::to_vec(&new).expect("resources always serialize");
-            let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, body, None)]);
-            let mut kv = self.client.kv_client();
-            if kv.txn(txn).await?.succeeded() {
-                return Ok(outcome);
-            }
-            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 20)).await;
         }
-        Err(StoreError::Refused(format!("{key} kept changing under {MAX_CONFLICT_RETRIES} attempts; try again")))
     }
 
     /// Marks an App for deletion; the converge loop removes its containers, then its keys.
@@ -467,6 +462,51 @@ pub fn app_uses_host(app: &App, host: &str) -> bool {
 }
 
 /// Gives the shared apply loop access to store-owned metadata of any resource kind.
+/// Most writes one `apply` puts in a single etcd transaction (each also compares one revision);
+/// etcd's default `--max-txn-ops` is 128.
+pub const MAX_BATCH_WRITES: usize = 64;
+
+/// One resource's part of an apply: what it will be reported as, and the guarded put, if it changes.
+struct Prepared {
+    outcome: ApplyOutcome,
+    write: Option<(Compare, TxnOp)>,
+}
+
+/// The apply rules for one key, given what is stored: created only if absent, updated only if
+/// unchanged since read, `generation` kept unless `carry` says the spec changed, store-owned
+/// `deletionTimestamp` never taken from a file, and nothing written when nothing changed.
+fn prepare_write<T, F>(key: &str, stored: Option<Versioned<T>>, desired: T, carry: F) -> Result<Prepared, StoreError>
+where
+    T: Serialize + PartialEq + HasMeta,
+    F: Fn(&T, &mut T) -> bool,
+{
+    let mut new = desired;
+    new.meta_mut().deletion_timestamp = None;
+    let (outcome, compare) = match stored {
+        None => {
+            new.meta_mut().generation = Some(1);
+            (ApplyOutcome::Created, Compare::create_revision(key, CompareOp::Equal, 0))
+        }
+        Some(stored) => {
+            if stored.value.meta().deletion_timestamp.is_some() {
+                return Err(StoreError::Refused(
+                    "it is being deleted; apply it again once the operator has removed it".into(),
+                ));
+            }
+            let spec_changed = carry(&stored.value, &mut new);
+            if spec_changed {
+                new.meta_mut().generation = Some(stored.value.meta().generation.unwrap_or(0) + 1);
+            }
+            if new == stored.value {
+                return Ok(Prepared { outcome: ApplyOutcome::Unchanged, write: None });
+            }
+            (ApplyOutcome::Configured, Compare::mod_revision(key, CompareOp::Equal, stored.mod_revision))
+        }
+    };
+    let body = serde_json::to_vec(&new).expect("resources always serialize");
+    Ok(Prepared { outcome, write: Some((compare, TxnOp::put(key, body, None))) })
+}
+
 pub trait HasMeta {
     fn meta(&self) -> &crate::spec::ObjectMeta;
     fn meta_mut(&mut self) -> &mut crate::spec::ObjectMeta;
