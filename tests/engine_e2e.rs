@@ -641,10 +641,8 @@ fn a_host_with_only_accessories_never_holds_the_app_image() {
     tb.docker_ok("host1", &["rmi", &image]);
 
     ctx.apply("hosts.yaml", &unix_hosts(tb));
-    ctx.apply(
-        "app.yaml",
-        &format!(
-            r#"apiVersion: berth.dev/v1alpha1
+    let spec = format!(
+        r#"apiVersion: berth.dev/v1alpha1
 kind: App
 metadata:
   name: {app}
@@ -663,9 +661,9 @@ spec:
       cmd: {HTTPD}
       ports: ["{web_port}:80"]
 "#,
-            accessory = tb.images.accessory
-        ),
+        accessory = tb.images.accessory
     );
+    ctx.apply("app.yaml", &spec);
     ctx.converge(&app, ns).expect(0);
 
     let web = one(tb, "host1", &app, ns, "role/web");
@@ -684,6 +682,16 @@ spec:
     let status = ctx.status(&app, ns);
     assert_eq!(status["phase"], "Ready", "{status:#}");
     assert_eq!(status["images"][&image].as_str(), Some(web.config_image.as_str()), "{status:#}");
+
+    // Someone forces the image's reference off host1 while web still uses it: a new role there
+    // still comes up (berth pulls the pinned image again rather than trusting what web runs).
+    tb.docker_ok("host1", &["rmi", "-f", &web.config_image]);
+    let with_worker = spec.replace("  roles:\n", &format!("  roles:\n    worker:\n      hosts: [host1]\n      cmd: {HTTPD}\n"));
+    ctx.apply("app.yaml", &with_worker);
+    ctx.converge(&app, ns).expect(0);
+    let worker = one(tb, "host1", &app, ns, "role/worker");
+    assert_eq!((worker.status.as_str(), worker.image_id.as_str()), ("running", image_id.as_str()));
+    assert_eq!(one(tb, "host1", &app, ns, "role/web").id, web.id, "web was touched");
 
     ctx.delete(&app, ns);
     let _ = tb.docker("host1", &["rmi", &web.config_image]);

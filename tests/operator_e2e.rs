@@ -596,6 +596,58 @@ fn apply_alone_reaches_ready_and_an_edit_rolls_out_generation_two() {
     }
 }
 
+/// The operator remembers which pinned images a host holds, so a change on that host goes straight
+/// to the create. When one is forced off the host (`docker rmi -f`) behind its back, the next
+/// container that needs it still comes up: the create finds it gone, and berth pulls it again.
+#[test]
+fn an_image_forced_off_a_host_is_pulled_again_for_the_next_container() {
+    let _busy = busy();
+    let tb = Testbed::get();
+    let _up = tb.shared();
+    let ctx = Ctx::new();
+    let app = ctx.app("op-rmi");
+    let ns = "prod";
+    // An image of this test's own (v1 plus a label, in its own repository), so removing it on
+    // host1 disturbs no other test.
+    let repo = format!("{}/berth-test/{}", tb.registry, unique("op-rmi"));
+    let image = format!("{repo}:v1");
+    let tmp = unique("op-rmi-commit");
+    let _rm = tb.container("host1", &tmp);
+    tb.docker_ok("host1", &["pull", "-q", &tb.images.app_v1]);
+    tb.docker_ok("host1", &["create", "--name", &tmp, &tb.images.app_v1]);
+    tb.docker_ok("host1", &["commit", "--change", &format!("LABEL berth.e2e={repo}"), &tmp, &image]);
+    tb.docker_ok("host1", &["push", &image]);
+    tb.docker_ok("host1", &["rmi", &image]);
+
+    ctx.apply("hosts.yaml", &unix_hosts(tb));
+    let op = ctx.operator("op-rmi", &[]);
+    op.wait_leader(secs(30));
+    let spec = |roles: &[&str]| {
+        let mut s = format!("apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata:\n  name: {app}\n  namespace: {ns}\nspec:\n  image: {image}\n  roles:\n");
+        for r in roles {
+            s.push_str(&format!("    {r}:\n      hosts: [host1]\n      cmd: {HTTPD}\n"));
+        }
+        s
+    };
+    ctx.apply("app.yaml", &spec(&["web"]));
+    let s1 = ctx.wait_status(&app, ns, secs(90), "Ready at generation 1", |s| ready_at(s, 1));
+    let pinned = s1["images"][&image].as_str().expect("a pinned image").to_string();
+    let web = app_containers(tb, "host1", &app);
+    assert_eq!(web.len(), 1);
+
+    tb.docker_ok("host1", &["rmi", "-f", &pinned]);
+    assert!(!tb.docker("host1", &["image", "inspect", &pinned]).status.success(), "{pinned} is still there");
+    ctx.apply("app.yaml", &spec(&["web", "worker"]));
+    let s2 = ctx.wait_status(&app, ns, secs(90), "Ready at generation 2", |s| ready_at(s, 2));
+    let now = app_containers(tb, "host1", &app);
+    assert_eq!(now.len(), 2, "{s2:#}");
+    assert!(now.iter().all(|c| c.status == "running"), "{:?}", now.iter().map(Ctr::short).collect::<Vec<_>>());
+    assert!(now.iter().any(|c| c.id == web[0].id), "web was touched");
+    assert!(tb.docker("host1", &["image", "inspect", &pinned]).status.success(), "{pinned} was not pulled again");
+    let log = op.log();
+    assert!(log.contains("image gone from the host"), "the create did not find the image gone:\n{log}");
+}
+
 // ------------------------------------------------------------------------------------ 2. drift
 
 /// A managed container removed, stopped or killed by hand is replaced or restarted, and the app is

@@ -177,6 +177,7 @@ pub async fn converge_gated(
     let observation = observe(pool, hosts).await;
     timings.mark("observe");
     let mut run = Run::new(spec_app, &observation);
+    run.pool = Some(pool);
     run.gate = gate.clone();
     run.previous_hosts = previous.as_ref().map(|p| {
         p.hosts.iter().filter(|(_, h)| h.containers.iter().any(|c| c.state != "missing")).map(|(n, _)| n.clone()).collect()
@@ -260,6 +261,9 @@ fn nothing_left(app: &App, after: &Observation, previous_hosts: Option<&BTreeSet
 /// The mutable record of one converge: errors per host, blocked roles, rollbacks, action counts.
 struct Run<'a> {
     app: &'a App,
+    /// Where pinned images already seen on a host are remembered across converges, so a change on a
+    /// host that has the image goes straight to the create (a create that finds it gone pulls it).
+    pool: Option<&'a HostPool>,
     clients: &'a BTreeMap<String, HostClient>,
     images: BTreeMap<String, String>,
     host_errors: BTreeMap<String, String>,
@@ -299,6 +303,7 @@ impl<'a> Run<'a> {
             health_timeout,
             pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             images_ready: std::sync::Mutex::new(BTreeSet::new()),
+            pool: None,
             network_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             networks: std::sync::Mutex::new(
                 obs.hosts
@@ -472,7 +477,11 @@ impl<'a> Run<'a> {
                     count("pull");
                 }
                 self.ensure_network(c, &container.network).await.map_err(err)?;
-                let id = ops::create(c, container).await.map_err(err)?;
+                let (created, pulled) = self.create(c, container).await;
+                if pulled {
+                    count("pull");
+                }
+                let id = created.map_err(err)?;
                 count("create");
                 ops::start(c, &id, &container.name).await.map_err(err)?;
                 count("start");
@@ -522,7 +531,11 @@ impl<'a> Run<'a> {
         ops::stop(c, old_id, old_name).await.map_err(err)?;
         count("stop");
         let attempt = async {
-            let id = ops::create(c, new).await.map_err(|e| (None, e.to_string()))?;
+            let (created, pulled) = self.create(c, new).await;
+            if pulled {
+                count("pull");
+            }
+            let id = created.map_err(|e| (None, e.to_string()))?;
             count("create");
             ops::start(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), e.to_string()))?;
             count("start");
@@ -565,9 +578,44 @@ impl<'a> Run<'a> {
         if self.images_ready.lock().expect("image set").contains(&key) {
             return Ok(false);
         }
+        // Pinned references only: a digest names one image for ever, a tag may move.
+        let pinned = image.contains("@sha256:");
+        if pinned && self.pool.is_some_and(|p| p.cache(&c.name).has_image(image)) {
+            self.images_ready.lock().expect("image set").insert(key);
+            return Ok(false);
+        }
         let pulled = ops::pull(c, image).await?;
+        if pinned {
+            if let Some(p) = self.pool {
+                p.cache(&c.name).add_image(image);
+            }
+        }
         self.images_ready.lock().expect("image set").insert(key);
         Ok(pulled)
+    }
+
+    /// Creates a container; when the host turns out not to hold its image after all (a forced
+    /// `docker rmi` since berth saw it), pulls the image and creates again. Says whether it pulled.
+    async fn create(&self, c: &HostClient, container: &DesiredContainer) -> (Result<String, DockerError>, bool) {
+        match ops::create(c, container).await {
+            Err(e) if e.status == Some(404) && e.message.contains("image") => {
+                warn!(host = %c.name, image = %container.image, "image gone from the host: pulling it again");
+                self.forget_image(c, &container.image);
+                match self.ensure_image(c, &container.image).await {
+                    Ok(pulled) => (ops::create(c, container).await, pulled),
+                    Err(e) => (Err(e), false),
+                }
+            }
+            r => (r, false),
+        }
+    }
+
+    /// Drops an image from what this converge believes a host holds, so the next use looks again.
+    fn forget_image(&self, c: &HostClient, image: &str) {
+        self.images_ready.lock().expect("image set").remove(&(c.name.clone(), image.to_string()));
+        if let Some(p) = self.pool {
+            p.cache(&c.name).forget_image(image);
+        }
     }
 
     /// Creates the app network on a host unless it is known to exist, one creation at a time per host.

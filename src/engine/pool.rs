@@ -21,6 +21,10 @@ pub struct HostCache {
     /// True while the host's event stream is connected, so no change can go unnoticed.
     synced: AtomicBool,
     state: std::sync::Mutex<Option<(u64, HostObservation)>>,
+    /// Pinned images (`repo@sha256:…`) this host was seen to hold. A digest names one image for
+    /// ever, so only a removal by hand can make an entry wrong, and a create that then finds the
+    /// image missing forgets it and pulls.
+    images: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl HostCache {
@@ -56,6 +60,26 @@ impl HostCache {
     pub fn store(&self, seq: u64, obs: HostObservation) {
         *self.state.lock().expect("cache lock") = Some((seq, obs));
     }
+
+    /// Whether the host was seen holding this pinned image.
+    pub fn has_image(&self, image: &str) -> bool {
+        self.images.lock().expect("images lock").contains(image)
+    }
+
+    /// The host holds this pinned image (it was inspected or pulled).
+    pub fn add_image(&self, image: &str) {
+        self.images.lock().expect("images lock").insert(image.to_string());
+    }
+
+    /// The host no longer holds this image (a create said so).
+    pub fn forget_image(&self, image: &str) {
+        self.images.lock().expect("images lock").remove(image);
+    }
+
+    /// Forget every image: the daemon may be another one now (a new endpoint, a restart).
+    pub fn forget_images(&self) {
+        self.images.lock().expect("images lock").clear();
+    }
 }
 
 /// A cache of host clients and observations keyed by Host name.
@@ -78,6 +102,7 @@ impl HostPool {
             }
         }
         self.cache(&host.metadata.name).mark_dirty();
+        self.cache(&host.metadata.name).forget_images();
         let client = connect(host).await?;
         self.clients.lock().await.insert(host.metadata.name.clone(), (host.spec.clone(), client.clone()));
         Ok(client)
@@ -86,6 +111,7 @@ impl HostPool {
     /// Drops a client after a failure, so the next use reconnects (a restarted daemon, a moved socket).
     pub async fn forget(&self, host: &str) {
         self.cache(host).mark_dirty();
+        self.cache(host).forget_images();
         self.clients.lock().await.remove(host);
     }
 
