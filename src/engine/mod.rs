@@ -176,8 +176,7 @@ pub async fn converge_gated(
     timings.mark("status");
     let observation = observe(pool, hosts).await;
     timings.mark("observe");
-    let mut run = Run::new(spec_app, &observation);
-    run.pool = Some(pool);
+    let mut run = Run::new(spec_app, &observation, pool);
     run.gate = gate.clone();
     run.previous_hosts = previous.as_ref().map(|p| {
         p.hosts.iter().filter(|(_, h)| h.containers.iter().any(|c| c.state != "missing")).map(|(n, _)| n.clone()).collect()
@@ -263,7 +262,7 @@ struct Run<'a> {
     app: &'a App,
     /// Where pinned images already seen on a host are remembered across converges, so a change on a
     /// host that has the image goes straight to the create (a create that finds it gone pulls it).
-    pool: Option<&'a HostPool>,
+    pool: &'a HostPool,
     clients: &'a BTreeMap<String, HostClient>,
     images: BTreeMap<String, String>,
     host_errors: BTreeMap<String, String>,
@@ -289,7 +288,7 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(app: &'a App, obs: &'a Observation) -> Run<'a> {
+    fn new(app: &'a App, obs: &'a Observation, pool: &'a HostPool) -> Run<'a> {
         let health_timeout = spec::parse_duration(&app.spec.rollout.health_timeout).unwrap_or(Duration::from_secs(60));
         Run {
             app,
@@ -303,7 +302,7 @@ impl<'a> Run<'a> {
             health_timeout,
             pull_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             images_ready: std::sync::Mutex::new(BTreeSet::new()),
-            pool: None,
+            pool,
             network_locks: obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect(),
             networks: std::sync::Mutex::new(
                 obs.hosts
@@ -580,15 +579,13 @@ impl<'a> Run<'a> {
         }
         // Pinned references only: a digest names one image for ever, a tag may move.
         let pinned = image.contains("@sha256:");
-        if pinned && self.pool.is_some_and(|p| p.cache(&c.name).has_image(image)) {
+        if pinned && self.pool.cache(&c.name).has_image(image) {
             self.images_ready.lock().expect("image set").insert(key);
             return Ok(false);
         }
         let pulled = ops::pull(c, image).await?;
         if pinned {
-            if let Some(p) = self.pool {
-                p.cache(&c.name).add_image(image);
-            }
+            self.pool.cache(&c.name).add_image(image);
         }
         self.images_ready.lock().expect("image set").insert(key);
         Ok(pulled)
@@ -613,9 +610,7 @@ impl<'a> Run<'a> {
     /// Drops an image from what this converge believes a host holds, so the next use looks again.
     fn forget_image(&self, c: &HostClient, image: &str) {
         self.images_ready.lock().expect("image set").remove(&(c.name.clone(), image.to_string()));
-        if let Some(p) = self.pool {
-            p.cache(&c.name).forget_image(image);
-        }
+        self.pool.cache(&c.name).forget_image(image);
     }
 
     /// Creates the app network on a host unless it is known to exist, one creation at a time per host.
