@@ -266,49 +266,54 @@ impl Store {
 
     /// Marks an App for deletion; the converge loop removes its containers, then its keys.
     pub async fn delete_app(&self, namespace: &str, name: &str) -> Result<(), StoreError> {
-        let key = self.keys.app(namespace, name);
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let Some(stored) = self.get_json::<App>(&key).await? else {
-                return Err(StoreError::NotFound(format!("app/{name} -n {namespace}")));
-            };
-            if stored.value.metadata.deletion_timestamp.is_some() {
-                return Ok(());
+        self.update_app(namespace, name, |app| {
+            if app.metadata.deletion_timestamp.is_some() {
+                return Ok(false);
             }
-            let mut app = stored.value;
             app.metadata.deletion_timestamp = Some(now_rfc3339());
-            let body = serde_json::to_vec(&app).expect("resources always serialize");
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
-                .and_then([TxnOp::put(key.as_str(), body, None)]);
-            if self.client.kv_client().txn(txn).await?.succeeded() {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Refused(format!("{key} kept changing; try again")))
+            Ok(true)
+        })
+        .await
     }
 
     /// Asks the operator to resolve every image tag of an App again (`berth repin`): sets
     /// [`crate::spec::REPIN_ANNOTATION`] to now and returns that value, which the status echoes once
     /// the new pins are in use. The spec and its generation stay as they are.
     pub async fn request_repin(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
+        // Nanoseconds, so two requests within one second are still two requests.
+        let token = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        self.update_app(namespace, name, |app| {
+            if app.metadata.deletion_timestamp.is_some() {
+                return Err(StoreError::Refused(format!("app/{name} -n {namespace} is being deleted")));
+            }
+            app.metadata.annotations.insert(crate::spec::REPIN_ANNOTATION.to_string(), token.clone());
+            Ok(true)
+        })
+        .await?;
+        Ok(token)
+    }
+
+    /// Read-modify-write of one stored App, guarded by its `mod_revision` and retried on a conflict;
+    /// `change` returns whether there is anything to write.
+    async fn update_app<F>(&self, namespace: &str, name: &str, change: F) -> Result<(), StoreError>
+    where
+        F: Fn(&mut App) -> Result<bool, StoreError>,
+    {
         let key = self.keys.app(namespace, name);
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(stored) = self.get_json::<App>(&key).await? else {
                 return Err(StoreError::NotFound(format!("app/{name} -n {namespace}")));
             };
-            if stored.value.metadata.deletion_timestamp.is_some() {
-                return Err(StoreError::Refused(format!("app/{name} -n {namespace} is being deleted")));
-            }
             let mut app = stored.value;
-            // Nanoseconds, so two requests within one second are still two requests.
-            let token = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
-            app.metadata.annotations.insert(crate::spec::REPIN_ANNOTATION.to_string(), token.clone());
+            if !change(&mut app)? {
+                return Ok(());
+            }
             let body = serde_json::to_vec(&app).expect("resources always serialize");
             let txn = Txn::new()
                 .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
                 .and_then([TxnOp::put(key.as_str(), body, None)]);
             if self.client.kv_client().txn(txn).await?.succeeded() {
-                return Ok(token);
+                return Ok(());
             }
         }
         Err(StoreError::Refused(format!("{key} kept changing; try again")))
