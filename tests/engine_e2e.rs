@@ -627,18 +627,9 @@ fn a_host_with_only_accessories_never_holds_the_app_image() {
     let ns = "prod";
     let web_port = port();
 
-    // An app image no other test uses (v1 plus a label, so its own id), in its own repository,
-    // pushed and then removed again, so host1 pulls it from the registry like any other host.
-    let repo = format!("{}/berth-test/{}", tb.registry, unique("e2e-app"));
-    let image = format!("{repo}:v1");
-    let tmp = unique("e2e-commit");
-    let _rm = tb.container("host1", &tmp);
-    tb.docker_ok("host1", &["pull", "-q", &tb.images.app_v1]);
-    tb.docker_ok("host1", &["create", "--name", &tmp, &tb.images.app_v1]);
-    let image_id = tb.docker_ok("host1", &["commit", "--change", &format!("LABEL berth.e2e={repo}"), &tmp, &image]);
-    assert!(image_id.starts_with("sha256:"), "{image_id}");
-    tb.docker_ok("host1", &["push", &image]);
-    tb.docker_ok("host1", &["rmi", &image]);
+    // An app image no other test uses, not on host1 either: host1 pulls it like any other host.
+    let (image, image_id) = tb.private_app_image("e2e-app");
+    let repo = image.trim_end_matches(":v1").to_string();
 
     ctx.apply("hosts.yaml", &unix_hosts(tb));
     let spec = format!(

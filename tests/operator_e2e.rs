@@ -607,17 +607,8 @@ fn an_image_forced_off_a_host_is_pulled_again_for_the_next_container() {
     let ctx = Ctx::new();
     let app = ctx.app("op-rmi");
     let ns = "prod";
-    // An image of this test's own (v1 plus a label, in its own repository), so removing it on
-    // host1 disturbs no other test.
-    let repo = format!("{}/berth-test/{}", tb.registry, unique("op-rmi"));
-    let image = format!("{repo}:v1");
-    let tmp = unique("op-rmi-commit");
-    let _rm = tb.container("host1", &tmp);
-    tb.docker_ok("host1", &["pull", "-q", &tb.images.app_v1]);
-    tb.docker_ok("host1", &["create", "--name", &tmp, &tb.images.app_v1]);
-    tb.docker_ok("host1", &["commit", "--change", &format!("LABEL berth.e2e={repo}"), &tmp, &image]);
-    tb.docker_ok("host1", &["push", &image]);
-    tb.docker_ok("host1", &["rmi", &image]);
+    // An image of this test's own, so removing it on host1 disturbs no other test.
+    let (image, _) = tb.private_app_image("op-rmi");
 
     ctx.apply("hosts.yaml", &unix_hosts(tb));
     let op = ctx.operator("op-rmi", &[]);

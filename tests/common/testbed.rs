@@ -267,6 +267,23 @@ impl Testbed {
         }
     }
 
+    /// An app image of one test's own: v1 plus a label (so its own image id), in a repository named
+    /// after `prefix`, pushed to the registry and removed from host1 again, so hosts pull it like any
+    /// other and removing it disturbs no other test. Returns the `repo:v1` reference and the image id.
+    pub fn private_app_image(&self, prefix: &str) -> (String, String) {
+        let repo = format!("{}/berth-test/{}", self.registry, unique(prefix));
+        let image = format!("{repo}:v1");
+        let tmp = unique(&format!("{prefix}-commit"));
+        let _rm = self.container("host1", &tmp);
+        self.docker_ok("host1", &["pull", "-q", &self.images.app_v1]);
+        self.docker_ok("host1", &["create", "--name", &tmp, &self.images.app_v1]);
+        let id = self.docker_ok("host1", &["commit", "--change", &format!("LABEL berth.e2e={repo}"), &tmp, &image]);
+        assert!(id.starts_with("sha256:"), "docker commit printed {id:?}");
+        self.docker_ok("host1", &["push", &image]);
+        self.docker_ok("host1", &["rmi", &image]);
+        (image, id)
+    }
+
     /// Runs `scripts/testbed ARGS` (with this bed's dir); panics unless it succeeds.
     pub fn script(&self, args: &[&str]) -> Output {
         let out = Command::new(&self.script)
