@@ -288,7 +288,7 @@ fn cases() -> Vec<Case> {
         (
             "ssh without user",
             one(host("endpoint: ssh://10.0.0.5")),
-            vec!["shop.yaml[0]: spec.endpoint: bad ssh endpoint \"ssh://10.0.0.5\": expected ssh://user@addr[:port]"],
+            vec!["shop.yaml[0]: spec.endpoint: bad ssh endpoint \"ssh://10.0.0.5\": expected ssh://user@addr[:port][/docker/socket/path]"],
         ),
         (
             "document that is not a mapping",

@@ -77,6 +77,8 @@ pub struct HostClient {
     pub name: String,
     pub docker: Docker,
     permits: Arc<Semaphore>,
+    /// The SSH forward of an `ssh://` host, alive as long as any clone of this client.
+    _tunnel: Option<Arc<super::ssh::SshTunnel>>,
 }
 
 impl HostClient {
@@ -106,6 +108,7 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
     let endpoint = host.spec.endpoint.as_str();
     let version = bollard::API_DEFAULT_VERSION;
     let secs = CALL_TIMEOUT.as_secs();
+    let mut tunnel = None;
     let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
         if !Path::new(path).exists() {
             return Err(DockerError::new(name, "connect", format!("socket {path} does not exist")));
@@ -138,7 +141,14 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
             }
         }
     } else if endpoint.starts_with("ssh://") {
-        return Err(DockerError::new(name, "connect", "ssh:// endpoints are not supported by this build yet"));
+        let Ok(crate::spec::Endpoint::Ssh { user, addr, port, socket }) = crate::spec::parse_endpoint(endpoint) else {
+            return Err(DockerError::new(name, "connect", format!("bad ssh endpoint {endpoint}")));
+        };
+        let remote = socket.as_deref().unwrap_or(super::ssh::DEFAULT_REMOTE_SOCKET);
+        let t = super::ssh::SshTunnel::open(name, &user, &addr, port, remote).await?;
+        let local = t.local_socket().to_str().unwrap_or_default().to_string();
+        tunnel = Some(Arc::new(t));
+        Docker::connect_with_unix(&local, secs, version)
     } else {
         return Err(DockerError::new(name, "connect", format!("unsupported endpoint {endpoint}")));
     }
@@ -154,5 +164,5 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
             ))
         }
     };
-    Ok(HostClient { name: name.clone(), docker, permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) })
+    Ok(HostClient { name: name.clone(), docker, permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)), _tunnel: tunnel })
 }

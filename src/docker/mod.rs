@@ -4,5 +4,6 @@
 pub mod connect;
 pub mod events;
 pub mod ops;
+pub mod ssh;
 
 pub use connect::{connect, DockerError, HostClient};

@@ -17,7 +17,7 @@ pub enum Endpoint {
         /// Docker's TLS port is conventionally 2376.
         port: u16,
     },
-    /// `ssh://deploy@10.0.0.5[:22]`: Docker over SSH.
+    /// `ssh://deploy@10.0.0.5[:22][/run/docker.sock]`: the host's Docker socket, forwarded over SSH.
     Ssh {
         /// Login user on the host.
         user: String,
@@ -25,6 +25,8 @@ pub enum Endpoint {
         addr: String,
         /// SSH port; `None` means ssh's default (22 or ssh config).
         port: Option<u16>,
+        /// Docker's socket on the host; `None` means `/var/run/docker.sock` (a path serves rootless Docker).
+        socket: Option<String>,
     },
 }
 
@@ -33,8 +35,13 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Unix { path } => write!(f, "unix://{path}"),
             Endpoint::Tcp { addr, port } => write!(f, "tcp://{addr}:{port}"),
-            Endpoint::Ssh { user, addr, port: None } => write!(f, "ssh://{user}@{addr}"),
-            Endpoint::Ssh { user, addr, port: Some(p) } => write!(f, "ssh://{user}@{addr}:{p}"),
+            Endpoint::Ssh { user, addr, port, socket } => {
+                write!(f, "ssh://{user}@{addr}")?;
+                if let Some(p) = port {
+                    write!(f, ":{p}")?;
+                }
+                f.write_str(socket.as_deref().unwrap_or(""))
+            }
         }
     }
 }
@@ -65,14 +72,21 @@ fn parse_unix(path: &str) -> Result<Endpoint, String> {
 }
 
 fn parse_ssh(whole: &str, rest: &str) -> Result<Endpoint, String> {
-    let bad = || format!("bad ssh endpoint {whole:?}: expected ssh://user@addr[:port]");
+    let bad = || format!("bad ssh endpoint {whole:?}: expected ssh://user@addr[:port][/docker/socket/path]");
     let (user, host) = rest.split_once('@').ok_or_else(bad)?;
     let user_ok = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !user_ok {
         return Err(bad());
     }
+    let (host, socket) = match host.find('/') {
+        Some(i) => (&host[..i], Some(&host[i..])),
+        None => (host, None),
+    };
+    if socket.is_some_and(|s| s.len() < 2 || s.ends_with('/') || s.contains("//") || s.chars().any(char::is_whitespace)) {
+        return Err(bad());
+    }
     let (addr, port) = split_addr_port(host).ok_or_else(bad)?;
-    Ok(Endpoint::Ssh { user: user.to_string(), addr, port })
+    Ok(Endpoint::Ssh { user: user.to_string(), addr, port, socket: socket.map(str::to_string) })
 }
 
 /// Splits `addr[:port]` (IPv6 bracketed) and checks both halves; `None` when malformed.
@@ -128,8 +142,19 @@ mod tests {
         );
         assert_eq!(
             parse_endpoint("ssh://deploy@web-1.example.com:2222").unwrap(),
-            Endpoint::Ssh { user: "deploy".into(), addr: "web-1.example.com".into(), port: Some(2222) }
+            Endpoint::Ssh { user: "deploy".into(), addr: "web-1.example.com".into(), port: Some(2222), socket: None }
         );
+        let rootless = parse_endpoint("ssh://deploy@10.0.0.5/run/user/1000/docker.sock").unwrap();
+        assert_eq!(
+            rootless,
+            Endpoint::Ssh {
+                user: "deploy".into(),
+                addr: "10.0.0.5".into(),
+                port: None,
+                socket: Some("/run/user/1000/docker.sock".into())
+            }
+        );
+        assert_eq!(rootless.to_string(), "ssh://deploy@10.0.0.5/run/user/1000/docker.sock");
         assert_eq!(parse_endpoint("tcp://[::1]:2376").unwrap().to_string(), "tcp://[::1]:2376");
     }
 
@@ -143,6 +168,8 @@ mod tests {
             "tcp://:80",
             "ssh://host",
             "ssh://@h",
+            "ssh://u@h/",
+            "ssh://u@h:22/a//b",
             "tcp://h:99999",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");

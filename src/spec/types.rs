@@ -58,7 +58,8 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostSpec {
-    /// `unix:///path`, `tcp://ADDR:PORT` (mutual TLS unless `insecure`) or `ssh://user@addr[:port]`.
+    /// `unix:///path`, `tcp://ADDR:PORT` (mutual TLS unless `insecure`) or `ssh://user@addr[:port][/socket]`
+    /// (the host's Docker socket, default `/var/run/docker.sock`, forwarded over SSH).
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
