@@ -1230,81 +1230,6 @@ spec:
 
 // ------------------------------------------------------------------------------------ 9. ssh
 
-/// A real sshd in host2's network namespace, on a port of its own, with keys made for this test;
-/// killed when dropped. berth reaches host2's Docker socket through it, as it reaches a Kamal host.
-struct Sshd {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Sshd {
-    fn start(tb: &Testbed, host: &str) -> Sshd {
-        let h = tb.host(host);
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        for key in ["host_key", "client_key", "stranger_key"] {
-            let out = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", key, "-f"])
-                .arg(d.join(key))
-                .output()
-                .expect("ssh-keygen (openssh-client)");
-            assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap(); // sshd's privilege-separation directory
-        let port = 2200 + (std::process::id() % 700) as u16;
-        let config = format!(
-            "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAllowStreamLocalForwarding yes\n\
-             X11Forwarding no\n",
-            addr = h.address,
-            d = d.display()
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{}", h.netns))
-            .args(["--", "/usr/sbin/sshd", "-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("start sshd (openssh-server)");
-        let up = wait_until(secs(10), || std::net::TcpStream::connect((h.address.as_str(), port)).is_ok());
-        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
-        std::fs::write(d.join("known_hosts"), format!("[{}]:{port} {host_pub}", h.address)).unwrap();
-        let sshd = Sshd { child, dir, port };
-        assert!(up, "sshd never listened on {}:{port}: {}", h.address, sshd.log());
-        sshd
-    }
-
-    /// An ssh_config for `BERTH_SSH_CONFIG` that logs in with `key`, trusting only this sshd.
-    fn client_config(&self, key: &str) -> PathBuf {
-        let d = self.dir.path();
-        let path = d.join(format!("ssh_config-{key}"));
-        std::fs::write(
-            &path,
-            format!(
-                "Host *\n  IdentityFile {d}/{key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking yes\n",
-                d = d.display()
-            ),
-        )
-        .unwrap();
-        path
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An `ssh://` Host (a Kamal-style host reached by SSH only): the engine forwards the host's Docker
 /// socket through one ssh session and converges over it; a key the host does not accept is
 /// reported on that host with ssh's own words, and nothing runs there.
@@ -1316,7 +1241,7 @@ fn an_ssh_host_converges_through_the_forward_and_a_refused_key_is_named() {
     let app = ctx.app("e2e-ssh");
     let ns = "prod";
     let web_port = port();
-    let sshd = Sshd::start(tb, "host2");
+    let sshd = common::sshd::Sshd::start(tb, "host2");
     let h2 = tb.host("host2");
     let endpoint = format!("ssh://root@{}:{}{}", h2.address, sshd.port, h2.socket_path().display());
     ctx.apply(

@@ -173,9 +173,15 @@ impl Ctx {
 
     /// Starts `berth operator` with this test's etcd and prefix, a free metrics port and `extra` flags.
     fn operator(&self, identity: &str, extra: &[&str]) -> Operator {
+        self.operator_env(identity, extra, &[])
+    }
+
+    /// [`Ctx::operator`] with extra environment (`BERTH_SSH_CONFIG`).
+    fn operator_env(&self, identity: &str, extra: &[&str], env: &[(&str, &std::path::Path)]) -> Operator {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = self.dir.path().join(format!("operator-{identity}.log"));
         let child = berth_cmd()
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .env("BERTH_LOG", "info")
             .env("NO_COLOR", "1")
             .args(["--etcd", &self.etcd, "--prefix", &self.prefix, "operator"])
@@ -637,6 +643,46 @@ fn an_image_forced_off_a_host_is_pulled_again_for_the_next_container() {
     assert!(tb.docker("host1", &["image", "inspect", &pinned]).status.success(), "{pinned} was not pulled again");
     let log = op.log();
     assert!(log.contains("image gone from the host"), "the create did not find the image gone:\n{log}");
+}
+
+/// An `ssh://` host under the operator: it converges over the forward, and when the operator's ssh
+/// process dies (a dropped connection), the operator opens a new forward by itself and repairs a
+/// container removed by hand through it.
+#[test]
+fn an_ssh_host_outlives_its_ssh_session() {
+    let _busy = busy();
+    let tb = Testbed::get();
+    let _up = tb.shared();
+    let ctx = Ctx::new();
+    let app = ctx.app("op-ssh");
+    let ns = "prod";
+    let sshd = common::sshd::Sshd::start(tb, "host3");
+    let h3 = tb.host("host3");
+    let endpoint = format!("ssh://root@{}:{}{}", h3.address, sshd.port, h3.socket_path().display());
+    ctx.apply("ssh3.yaml", &format!("apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: ssh3\nspec:\n  endpoint: {endpoint}\n"));
+    let config = sshd.client_config("client_key");
+    let op = ctx.operator_env("op-ssh", &[], &[("BERTH_SSH_CONFIG", &config)]);
+    op.wait_leader(secs(30));
+    ctx.apply("app.yaml", &web_app(tb, &app, ns, "ssh3", port(), "ssh", ""));
+    let s1 = ctx.wait_status(&app, ns, secs(90), "Ready at generation 1", |s| ready_at(s, 1));
+    let first = app_containers(tb, "host3", &app);
+    assert_eq!(first.len(), 1, "{s1:#}");
+
+    // The connection drops: kill the operator's ssh (its forward's socket name carries the pid).
+    let mark = format!("berth-ssh-{}-", op.pid());
+    let killed = Command::new("pkill").args(["-KILL", "-f", &mark]).status().unwrap();
+    assert!(killed.success(), "no ssh process of the operator matched {mark}");
+    tb.docker_ok("host3", &["rm", "-f", &first[0].id]);
+    let back = wait_until(secs(60), || {
+        let now = app_containers(tb, "host3", &app);
+        now.len() == 1 && now[0].id != first[0].id && now[0].status == "running"
+    });
+    assert!(back, "the operator did not repair ssh3 over a new forward:\n{}\nsshd: {}", op.log(), sshd.log());
+    let s2 = ctx.wait_status(&app, ns, secs(60), "Ready with the new container", |s| {
+        s["phase"] == "Ready" && status_ids(s, "ssh3") != status_ids(&s1, "ssh3")
+    });
+    assert_eq!(s2["hosts"]["ssh3"]["reachable"], true);
+    assert_eq!(sshd.log().matches("Accepted publickey").count() >= 2, true, "no second ssh session: {}", sshd.log());
 }
 
 // ------------------------------------------------------------------------------------ 2. drift

@@ -6,4 +6,5 @@
 pub mod ports;
 pub mod run;
 pub mod specs;
+pub mod sshd;
 pub mod testbed;
