@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::run::berth_at;
 use common::testbed::{unique, wait_until, Testbed};
 use serde_yaml_ng::Value;
 
@@ -73,6 +74,8 @@ fn every_flag_the_deployment_passes_exists_and_defaults_match_the_operator() {
     assert_eq!(values["etcd"]["prefix"].as_str(), help_default(&help, "--prefix").as_deref());
     // The probes are the endpoints the operator serves.
     assert!(deployment.contains("path: /healthz") && deployment.contains("path: /readyz"));
+    // ssh:// forwards need a writable /tmp under the read-only root (the image test runs it so).
+    assert!(deployment.contains("mountPath: /tmp") && deployment.contains("emptyDir"), "{deployment}");
 }
 
 #[test]
@@ -92,7 +95,9 @@ fn the_image_runs_as_the_chart_runs_it() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
     let _cleanup = Cleanup(tb, reference.clone());
 
-    let as_chart = ["--read-only", "--user", "65532:65532", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
+    // As charts/berth runs it: user 65532, read-only root with an in-memory /tmp, no capabilities.
+    let as_chart =
+        ["--read-only", "--tmpfs", "/tmp", "--user", "65532:65532", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
     let examples = format!("{}:/examples:ro", root().join("examples").display());
     let mut args = vec!["run", "--rm"];
     args.extend(as_chart);
@@ -123,6 +128,81 @@ fn the_image_runs_as_the_chart_runs_it() {
     let code = tb.docker_ok("host1", &["inspect", "-f", "{{.State.ExitCode}}", &name]);
     tb.docker_ok("host1", &["rm", &name]);
     assert_eq!(code.trim(), "0", "SIGTERM did not end the operator cleanly:\n{logs}");
+
+    // An ssh:// Host from inside the image, with the ssh files mounted as the chart mounts its
+    // Secret (root-owned, group-readable by fsGroup 65532): a converge over the forward.
+    let sshd = common::sshd::Sshd::start(tb, "host2");
+    let h2 = tb.host("host2");
+    let files = tempfile::tempdir().unwrap();
+    let f = files.path();
+    std::fs::copy(sshd.file("client_key"), f.join("id_ed25519")).unwrap();
+    std::fs::copy(sshd.file("known_hosts"), f.join("known_hosts")).unwrap();
+    let mounted = "/etc/berth/ssh";
+    std::fs::write(
+        f.join("config"),
+        format!("Host *\n  IdentityFile {mounted}/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {mounted}/known_hosts\n  StrictHostKeyChecking yes\n"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(f).unwrap().map(Result::unwrap).map(|e| e.path()).chain([f.to_path_buf()]) {
+        std::os::unix::fs::chown(&entry, Some(0), Some(65532)).unwrap();
+        let mode = if entry == f { 0o750 } else { 0o440 };
+        std::fs::set_permissions(&entry, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let ssh_prefix = format!("/{}", unique("berth-img-ssh"));
+    let app = unique("img-ssh");
+    let _gone = Containers(tb, "host2", app.clone());
+    let spec_dir = tempfile::tempdir().unwrap();
+    let spec = spec_dir.path().join("ssh.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata: {{name: ssh2}}\nspec: {{endpoint: \"ssh://root@{}:{}{}\"}}\n---\n\
+             apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {app}, namespace: prod}}\nspec:\n  image: {}\n  roles:\n    web: {{hosts: [ssh2], cmd: \"sleep 600\"}}\n",
+            h2.address,
+            sshd.port,
+            h2.socket_path().display(),
+            tb.images.app_v1
+        ),
+    )
+    .unwrap();
+    let applied = berth_at(&tb.etcd, &ssh_prefix, &["apply", "-f", spec.to_str().unwrap()]);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let volume = format!("{}:{mounted}:ro", f.display());
+    let converge_in_image = || {
+        let mut args = vec!["run", "--rm", "--network", "host"];
+        args.extend(as_chart);
+        args.extend(["-v", &volume, "-e", "BERTH_SSH_CONFIG=/etc/berth/ssh/config", &reference]);
+        args.extend(["--etcd", &tb.etcd_bridge, "--prefix", &ssh_prefix, "converge", &app, "-n", "prod"]);
+        tb.docker("host1", &args)
+    };
+    let out = converge_in_image();
+    assert!(
+        out.status.success(),
+        "converge over ssh from the image failed:\n{}\n{}\nsshd: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log()
+    );
+    let running = tb.docker_ok("host2", &["ps", "-q", "--filter", &format!("label=berth.app={app}")]);
+    assert_eq!(running.lines().count(), 1, "host2 runs {running:?}");
+    let deleted = berth_at(&tb.etcd, &ssh_prefix, &["delete", "app", &app, "-n", "prod"]);
+    assert!(deleted.status.success());
+    assert!(converge_in_image().status.success());
+    let left = tb.docker_ok("host2", &["ps", "-aq", "--filter", &format!("label=berth.app={app}")]);
+    assert!(left.trim().is_empty(), "the delete left {left:?}");
+}
+
+/// Removes an app's containers on a host when the test ends, passed or not.
+struct Containers(&'static Testbed, &'static str, String);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let ids = self.0.docker(self.1, &["ps", "-aq", "--filter", &format!("label=berth.app={}", self.2)]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            self.0.docker(self.1, &["rm", "-f", id]);
+        }
+        self.0.docker(self.1, &["network", "rm", &format!("berth-{}-prod", self.2)]);
+    }
 }
 
 /// Removes the test image (and any container left of it) even when an assertion failed.

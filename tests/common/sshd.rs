@@ -73,6 +73,11 @@ impl Sshd {
         path
     }
 
+    /// A file of this sshd's key set (`client_key`, `known_hosts`, ...).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// What sshd logged (accepted and refused logins, denied forwards).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
