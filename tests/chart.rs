@@ -132,7 +132,6 @@ fn the_image_runs_as_the_chart_runs_it() {
     // An ssh:// Host from inside the image, with the ssh files mounted as the chart mounts its
     // Secret (root-owned, group-readable by fsGroup 65532): a converge over the forward.
     let sshd = common::sshd::Sshd::start(tb, "host2");
-    let h2 = tb.host("host2");
     let files = tempfile::tempdir().unwrap();
     let f = files.path();
     std::fs::copy(sshd.file("client_key"), f.join("id_ed25519")).unwrap();
@@ -156,11 +155,8 @@ fn the_image_runs_as_the_chart_runs_it() {
     std::fs::write(
         &spec,
         format!(
-            "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata: {{name: ssh2}}\nspec: {{endpoint: \"ssh://root@{}:{}{}\"}}\n---\n\
-             apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {app}, namespace: prod}}\nspec:\n  image: {}\n  roles:\n    web: {{hosts: [ssh2], cmd: \"sleep 600\"}}\n",
-            h2.address,
-            sshd.port,
-            h2.socket_path().display(),
+            "{}---\napiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {app}, namespace: prod}}\nspec:\n  image: {}\n  roles:\n    web: {{hosts: [ssh2], cmd: \"sleep 600\"}}\n",
+            common::specs::host_doc("ssh2", &sshd.endpoint),
             tb.images.app_v1
         ),
     )

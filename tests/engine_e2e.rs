@@ -1243,11 +1243,7 @@ fn an_ssh_host_converges_through_the_forward_and_a_refused_key_is_named() {
     let web_port = port();
     let sshd = common::sshd::Sshd::start(tb, "host2");
     let h2 = tb.host("host2");
-    let endpoint = format!("ssh://root@{}:{}{}", h2.address, sshd.port, h2.socket_path().display());
-    ctx.apply(
-        "ssh2.yaml",
-        &format!("apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: ssh2\nspec:\n  endpoint: {endpoint}\n"),
-    );
+    ctx.apply("ssh2.yaml", &common::specs::host_doc("ssh2", &sshd.endpoint));
     ctx.apply(
         "app.yaml",
         &format!(

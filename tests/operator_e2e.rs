@@ -657,9 +657,7 @@ fn an_ssh_host_outlives_its_ssh_session() {
     let app = ctx.app("op-ssh");
     let ns = "prod";
     let sshd = common::sshd::Sshd::start(tb, "host3");
-    let h3 = tb.host("host3");
-    let endpoint = format!("ssh://root@{}:{}{}", h3.address, sshd.port, h3.socket_path().display());
-    ctx.apply("ssh3.yaml", &format!("apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata:\n  name: ssh3\nspec:\n  endpoint: {endpoint}\n"));
+    ctx.apply("ssh3.yaml", &common::specs::host_doc("ssh3", &sshd.endpoint));
     let config = sshd.client_config("client_key");
     let op = ctx.operator_env("op-ssh", &[], &[("BERTH_SSH_CONFIG", &config)]);
     op.wait_leader(secs(30));

@@ -12,6 +12,8 @@ pub struct Sshd {
     dir: tempfile::TempDir,
     /// The port sshd listens on, at the host's address.
     pub port: u16,
+    /// The Host endpoint that reaches the host's Docker socket through this sshd, as root.
+    pub endpoint: String,
 }
 
 impl Sshd {
@@ -53,7 +55,8 @@ impl Sshd {
         let up = wait_until(secs(10), || std::net::TcpStream::connect((h.address.as_str(), port)).is_ok());
         let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
         std::fs::write(d.join("known_hosts"), format!("[{}]:{port} {host_pub}", h.address)).unwrap();
-        let sshd = Sshd { child, dir, port };
+        let endpoint = format!("ssh://root@{}:{port}{}", h.address, h.socket_path().display());
+        let sshd = Sshd { child, dir, port, endpoint };
         assert!(up, "sshd never listened on {}:{port}: {}", h.address, sshd.log());
         sshd
     }
