@@ -8,12 +8,14 @@
 //! are the same.
 #![allow(dead_code)] // Under the default libtest harness `main` below is unused.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
-use berth::plan::{self, HostObservation};
-use berth::spec::{App, Host};
+use berth::plan;
+use berth::spec::App;
+use common::{big_app, empty, hosts, images};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
@@ -63,57 +65,6 @@ impl Measurement for ThreadCpuTime {
     }
 }
 
-fn hosts(n: usize) -> Vec<Host> {
-    (0..n)
-        .map(|i| {
-            serde_json::from_value(json!({
-                "apiVersion": "berth.dev/v1alpha1", "kind": "Host",
-                "metadata": {"name": format!("h{i}")},
-                "spec": {"endpoint": format!("tcp://10.{}.{}.{}:2376", i / 65536, (i / 256) % 256, i % 256), "insecure": true}
-            }))
-            .unwrap()
-        })
-        .collect()
-}
-
-fn images() -> BTreeMap<String, String> {
-    ["registry.local/shop:1", "postgres:16", "redis:7", "meili:1"]
-        .iter()
-        .map(|r| (r.to_string(), format!("{r}@sha256:{}", "ab".repeat(32))))
-        .collect()
-}
-
-/// Like benches/plan.rs's app: five roles, each on every other host (2,500 role containers over
-/// 1,000 hosts), three accessories, 25% maxUnavailable, healthchecks and limits on every role.
-fn big_app(n_hosts: usize, version: &str) -> App {
-    let names: Vec<String> = (0..n_hosts).map(|i| format!("h{i}")).collect();
-    let mut roles = serde_json::Map::new();
-    for (r, name) in ["web", "api", "worker", "cron", "admin"].iter().enumerate() {
-        let on: Vec<&String> = names.iter().skip(r).step_by(2).collect();
-        roles.insert(
-            name.to_string(),
-            json!({"hosts": on, "env": {"VERSION": version, "ROLE": name}, "ports": ["8080:80"],
-                   "healthcheck": {"cmd": "curl -f localhost/up", "interval": "2s"}, "memory": "512m", "cpus": 0.5}),
-        );
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "berth.dev/v1alpha1", "kind": "App",
-        "metadata": {"name": "shop", "namespace": "production", "generation": 1},
-        "spec": {
-            "image": "registry.local/shop:1",
-            "env": {"DATABASE_URL": "postgres://db/shop"},
-            "roles": roles,
-            "accessories": {
-                "db": {"image": "postgres:16", "hosts": ["h0"], "volumes": ["pg:/var/lib/postgresql/data"]},
-                "cache": {"image": "redis:7", "hosts": ["h1", "h2"]},
-                "search": {"image": "meili:1", "hosts": ["h3"]}
-            },
-            "rollout": {"maxUnavailable": "25%"}
-        }
-    }))
-    .unwrap()
-}
-
 /// App `i` of a 1,000-app fleet: a web role on 3 of the 100 hosts and a cache accessory on one.
 fn small_app(i: usize, n_hosts: usize) -> App {
     let on: Vec<String> = (0..3).map(|k| format!("h{}", (i + k * 33) % n_hosts)).collect();
@@ -128,10 +79,6 @@ fn small_app(i: usize, n_hosts: usize) -> App {
         }
     }))
     .unwrap()
-}
-
-fn empty(hs: &[Host]) -> BTreeMap<String, HostObservation> {
-    hs.iter().map(|h| (h.metadata.name.clone(), HostObservation { reachable: true, ..Default::default() })).collect()
 }
 
 fn bench(c: &mut Criterion<ThreadCpuTime>) {
