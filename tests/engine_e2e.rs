@@ -241,27 +241,6 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-/// Container lifecycle events (`docker events`) of `app` on `host` between two unix times.
-/// Health-check execs and health-status events are not changes and are left out.
-fn lifecycle_events(tb: &Testbed, host: &str, app: &str, since: f64, until: f64) -> Vec<String> {
-    let out = tb.docker_ok(
-        host,
-        &[
-            "events",
-            "--since",
-            &format!("{since:.3}"),
-            "--until",
-            &format!("{until:.3}"),
-            "--filter",
-            "type=container",
-            "--filter",
-            &format!("label=berth.app={app}"),
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ],
-    );
-    out.lines().filter(|l| !l.starts_with("exec_") && !l.starts_with("health_status")).map(String::from).collect()
-}
 
 fn http_body(host_addr: &str, port: u16) -> Option<String> {
     match http_get(host_addr, port, "/") {
@@ -446,11 +425,11 @@ spec:
     assert_eq!(api.status, "running");
     // What Docker saw: the new container created and started on host2, nothing anywhere else.
     assert_eq!(
-        lifecycle_events(tb, "host2", &app, since, until),
+        tb.lifecycle_events("host2", &format!("berth.app={app}"), since, until),
         [format!("create {}", api.name), format!("start {}", api.name)]
     );
     for h in ["host1", "host3"] {
-        let events = lifecycle_events(tb, h, &app, since, until);
+        let events = tb.lifecycle_events(h, &format!("berth.app={app}"), since, until);
         assert!(events.is_empty(), "adding a role on host2 caused on {h}: {events:?}");
     }
     assert_eq!(wait_for_http(&addr(tb, "host2"), api_port, "/", "v1", secs(10)).trim(), "v1");
@@ -464,7 +443,7 @@ spec:
     let until = unix_now();
     assert_eq!(snapshot(tb, &app), before);
     for h in tb.host_names() {
-        let events = lifecycle_events(tb, h, &app, since, until);
+        let events = tb.lifecycle_events(h, &format!("berth.app={app}"), since, until);
         assert!(events.is_empty(), "a converge without changes caused on {h}: {events:?}");
     }
     let plan = ctx.berth(&["plan", &app, "-n", ns]).expect(0);

@@ -439,52 +439,7 @@ fn snapshot(tb: &Testbed, app: &str) -> Vec<(String, String, String, String)> {
     out
 }
 
-/// Container lifecycle events (`docker events`) on `host` matching the label filter between two unix
-/// times, as `ACTION NAME`. Health-check execs and health-status events are not changes: left out.
-fn lifecycle_events(tb: &Testbed, host: &str, label: &str, since: f64, until: f64) -> Vec<String> {
-    let out = tb.docker_ok(
-        host,
-        &[
-            "events",
-            "--since",
-            &format!("{since:.3}"),
-            "--until",
-            &format!("{until:.3}"),
-            "--filter",
-            "type=container",
-            "--filter",
-            &format!("label={label}"),
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ],
-    );
-    out.lines()
-        .filter(|l| !l.starts_with("exec_") && !l.starts_with("health_status"))
-        .map(String::from)
-        .collect()
-}
 
-/// Every event of a berth-managed container (any app, any test) on `host` between two unix times that
-/// changes what a container list shows: all but health-check execs.
-fn state_events(tb: &Testbed, host: &str, since: f64, until: f64) -> Vec<String> {
-    let out = tb.docker_ok(
-        host,
-        &[
-            "events",
-            "--since",
-            &format!("{since:.3}"),
-            "--until",
-            &format!("{until:.3}"),
-            "--filter",
-            "type=container",
-            "--filter",
-            "label=berth.managed-by=berth",
-            "--format",
-            "{{.Action}} {{.Actor.Attributes.name}}",
-        ],
-    );
-    out.lines().filter(|l| !l.starts_with("exec_")).map(String::from).collect()
-}
 
 /// `lastConverged` of a status, in unix seconds.
 fn last_converged(s: &Value) -> f64 {
@@ -1067,7 +1022,7 @@ fn a_standby_takes_over_a_converge_from_a_killed_leader_without_duplicates() {
     let until = unix_now();
     let mut creates = 0;
     for h in tb.host_names() {
-        let ev = lifecycle_events(tb, h, &format!("berth.app={first}"), since, until);
+        let ev = tb.lifecycle_events(h, &format!("berth.app={first}"), since, until);
         creates += ev.iter().filter(|e| e.starts_with("create ")).count();
     }
     assert_eq!(creates, 3, "one create per host expected");
@@ -1156,7 +1111,7 @@ spec:
         let mut listed = status_ids(&s, h);
         listed.sort();
         assert_eq!(listed, ids, "{h}: status and Docker disagree: {s:#}");
-        let ev = lifecycle_events(tb, h, &format!("berth.app={second}"), since, until);
+        let ev = tb.lifecycle_events(h, &format!("berth.app={second}"), since, until);
         creates += ev.iter().filter(|e| e.starts_with("create ")).count();
         assert!(!ev.iter().any(|e| e.starts_with("destroy ")), "{h}: a container was removed: {ev:?}");
     }
@@ -1260,14 +1215,14 @@ spec:
         let m2 = op.metrics();
         assert!(after - settled >= 20.0, "a resync reconciles every app: {} reconciles", after - settled);
         for h in tb.host_names() {
-            let ev = lifecycle_events(tb, h, &label, since, until);
+            let ev = tb.lifecycle_events(h, &label, since, until);
             assert!(ev.is_empty(), "a no-op resync changed containers on {h}: {ev:?}");
         }
         assert_eq!(actions(&m2) - actions(&m1), 0.0, "Docker actions counted during a no-op resync");
         let total = calls(&m2) - calls(&m1);
         let by_series = series_delta(&m1, &m2, "berth_docker_request_duration_seconds_count");
         let events: Vec<String> =
-            tb.host_names().iter().flat_map(|h| state_events(tb, h, checked_from, until)).collect();
+            tb.host_names().iter().flat_map(|h| tb.state_events(h, "berth.managed-by=berth", checked_from, until)).collect();
         if events.is_empty() {
             quiet = Some((total, by_series));
             break;

@@ -267,6 +267,24 @@ impl Testbed {
         }
     }
 
+    /// Container events (`docker events`) on `host` carrying `label` between two unix times, as
+    /// `ACTION NAME`, with health-check execs left out: every event that changes what a container
+    /// list shows.
+    pub fn state_events(&self, host: &str, label: &str, since: f64, until: f64) -> Vec<String> {
+        let (since, until, label) = (format!("{since:.3}"), format!("{until:.3}"), format!("label={label}"));
+        let format = "{{.Action}} {{.Actor.Attributes.name}}";
+        let args = ["events", "--since", &since, "--until", &until, "--filter", "type=container", "--filter", &label];
+        let out = self.docker_ok(host, &[&args[..], &["--format", format]].concat());
+        out.lines().filter(|l| !l.starts_with("exec_")).map(String::from).collect()
+    }
+
+    /// [`Testbed::state_events`] without health-status events: the container lifecycle alone.
+    pub fn lifecycle_events(&self, host: &str, label: &str, since: f64, until: f64) -> Vec<String> {
+        let mut events = self.state_events(host, label, since, until);
+        events.retain(|l| !l.starts_with("health_status"));
+        events
+    }
+
     /// An app image of one test's own: v1 plus a label (so its own image id), in a repository named
     /// after `prefix`, pushed to the registry and removed from host1 again, so hosts pull it like any
     /// other and removing it disturbs no other test. Returns the `repo:v1` reference and the image id.
