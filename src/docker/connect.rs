@@ -7,7 +7,7 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio::sync::Semaphore;
 
-use crate::spec::Host;
+use crate::spec::{parse_endpoint, Endpoint, Host};
 
 /// Bound on every single Docker API call, so a hung daemon never hangs a converge.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,13 +109,16 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
     let version = bollard::API_DEFAULT_VERSION;
     let secs = CALL_TIMEOUT.as_secs();
     let mut tunnel = None;
-    let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
-        if !Path::new(path).exists() {
-            return Err(DockerError::new(name, "connect", format!("socket {path} does not exist")));
+    // The spec's own parser picks the transport, so connect and validation can never disagree.
+    let parsed = parse_endpoint(endpoint).map_err(|e| DockerError::new(name, "connect", e))?;
+    let docker = match parsed {
+        Endpoint::Unix { path } => {
+            if !Path::new(&path).exists() {
+                return Err(DockerError::new(name, "connect", format!("socket {path} does not exist")));
+            }
+            Docker::connect_with_unix(&path, secs, version)
         }
-        Docker::connect_with_unix(path, secs, version)
-    } else if endpoint.starts_with("tcp://") {
-        match (&host.spec.tls, host.spec.insecure) {
+        Endpoint::Tcp { .. } => match (&host.spec.tls, host.spec.insecure) {
             (Some(tls), _) => {
                 for (field, file) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
                     if !Path::new(file).is_file() {
@@ -139,18 +142,14 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
                     format!("refusing plain tcp to {endpoint}: set spec.tls, or spec.insecure: true"),
                 ))
             }
+        },
+        Endpoint::Ssh { user, addr, port, socket } => {
+            let remote = socket.as_deref().unwrap_or(super::ssh::DEFAULT_REMOTE_SOCKET);
+            let t = super::ssh::SshTunnel::open(name, &user, &addr, port, remote).await?;
+            let local = t.local_socket().to_str().unwrap_or_default().to_string();
+            tunnel = Some(Arc::new(t));
+            Docker::connect_with_unix(&local, secs, version)
         }
-    } else if endpoint.starts_with("ssh://") {
-        let Ok(crate::spec::Endpoint::Ssh { user, addr, port, socket }) = crate::spec::parse_endpoint(endpoint) else {
-            return Err(DockerError::new(name, "connect", format!("bad ssh endpoint {endpoint}")));
-        };
-        let remote = socket.as_deref().unwrap_or(super::ssh::DEFAULT_REMOTE_SOCKET);
-        let t = super::ssh::SshTunnel::open(name, &user, &addr, port, remote).await?;
-        let local = t.local_socket().to_str().unwrap_or_default().to_string();
-        tunnel = Some(Arc::new(t));
-        Docker::connect_with_unix(&local, secs, version)
-    } else {
-        return Err(DockerError::new(name, "connect", format!("unsupported endpoint {endpoint}")));
     }
     .map_err(|e| DockerError::from_bollard(name, "connect", e))?;
     let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
