@@ -66,6 +66,22 @@ pub struct HostSpec {
     /// The only way to allow plain, unauthenticated tcp.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Where the subnets of berth's app networks on this host come from; default `10.240.0.0/12`, a `/26` each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<HostNetwork>,
+}
+
+/// The address pool of a Host's app networks: berth picks each network's subnet itself, so a host
+/// holds thousands of them instead of the ~30 Docker's default pools allow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostNetwork {
+    /// An IPv4 CIDR free on the host and its networks (default `10.240.0.0/12`, outside Docker's own pools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Prefix length of each app network taken from the pool (default 26: 62 addresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u8>,
 }
 
 /// PEM files for mutual TLS, as paths on the machine running berth.

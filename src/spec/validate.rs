@@ -336,6 +336,9 @@ fn validate_host(host: &Host, p: &mut Problems) {
     check_header(p, &host.api_version, &host.kind, "Host");
     p.check("metadata.name", check_dns_label(&host.metadata.name));
     let spec = &host.spec;
+    if let Err((path, message)) = super::network::AddressPool::of_host(spec) {
+        p.push(path, message);
+    }
     let endpoint = match parse_endpoint(&spec.endpoint) {
         Ok(e) => e,
         Err(e) => return p.push("spec.endpoint", e),
