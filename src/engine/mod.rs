@@ -2,6 +2,8 @@
 //! then writes the App's status. This is the one code path of `berth converge` and the operator.
 
 pub mod pool;
+pub mod progress;
+pub mod rollout;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -11,7 +13,10 @@ use futures::future::join_all;
 use tracing::{info, warn};
 
 pub use pool::HostPool;
-pub use status::{AppStatus, Condition, ContainerStatus, HostStatus, Phase};
+pub use status::{AppStatus, Condition, ContainerStatus, HostStatus, Phase, RolloutFailure};
+
+use progress::Progress;
+use rollout::LastReady;
 
 use crate::docker::{ops, DockerError, HostClient};
 use crate::plan::{self, labels, Action, ContainerState, DesiredContainer, Health, HostObservation, Plan};
@@ -29,6 +34,9 @@ pub struct Outcome {
     pub actions: BTreeMap<String, u64>,
     /// True when a deleted App's containers are gone and its keys were removed.
     pub finalized: bool,
+    /// Nothing is left to retry: Ready, or a failed rollout that berth holds at its last Ready
+    /// generation (only a new spec or `berth rollout retry` starts another attempt).
+    pub settled: bool,
 }
 
 /// Connected hosts and what they hold, gathered in one pass.
@@ -43,6 +51,12 @@ pub async fn observe(pool: &HostPool, hosts: &[Host]) -> Observation {
     let results = join_all(hosts.iter().map(|h| async move {
         let name = h.metadata.name.clone();
         let cache = pool.cache(&name);
+        // A host that stopped answering is not waited on (a frozen dockerd would hold every converge
+        // for the call timeout): it is reported at once, and its pinger notices when it answers again.
+        if crate::docker::liveness::is_down(&name) {
+            let e = crate::docker::liveness::not_answering(&name);
+            return (name, Err(e));
+        }
         let result = match pool.client(h).await {
             Ok(client) => match cache.current() {
                 Some(obs) => Ok((client, obs)),
@@ -132,23 +146,28 @@ pub async fn converge(
 }
 
 /// Says whether the engine may still start Docker actions: the operator closes it the moment it
-/// loses the leader lease, so a deposed leader starts nothing new.
-#[derive(Clone)]
-pub struct Gate(Option<(tokio::sync::watch::Receiver<Option<i64>>, i64)>);
+/// loses the leader lease or starts shutting down, so a deposed or stopping leader starts nothing
+/// new and gives up its health waits.
+#[derive(Clone, Default)]
+pub struct Gate {
+    lease: Option<(tokio::sync::watch::Receiver<Option<i64>>, i64)>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
 
 impl Gate {
     /// Always open (one-shot `berth converge`).
     pub fn open() -> Gate {
-        Gate(None)
+        Gate::default()
     }
 
-    /// Open while the watched leadership holds `lease`.
-    pub fn leader(rx: tokio::sync::watch::Receiver<Option<i64>>, lease: i64) -> Gate {
-        Gate(Some((rx, lease)))
+    /// Open while the watched leadership holds `lease` and `stop` stays false.
+    pub fn leader(rx: tokio::sync::watch::Receiver<Option<i64>>, lease: i64, stop: tokio::sync::watch::Receiver<bool>) -> Gate {
+        Gate { lease: Some((rx, lease)), stop: Some(stop) }
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.as_ref().is_none_or(|(rx, lease)| *rx.borrow() == Some(*lease))
+        self.lease.as_ref().is_none_or(|(rx, lease)| *rx.borrow() == Some(*lease))
+            && self.stop.as_ref().is_none_or(|rx| !*rx.borrow())
     }
 }
 
@@ -173,27 +192,62 @@ pub async fn converge_gated(
         }
         Err(e) => return Err(e),
     };
+    // A rolled-back rollout of this very generation is not attempted again: run the last Ready one.
+    let failure = previous.as_ref().and_then(|p| p.rollout_failure.clone()).filter(|f| f.applies_to(spec_app));
+    let last_ready: Option<LastReady> = match &failure {
+        Some(_) => read_last_ready(store, &ns, &name).await?,
+        None => None,
+    };
     timings.mark("status");
     let observation = observe(pool, hosts).await;
     timings.mark("observe");
-    let mut run = Run::new(spec_app, &observation, pool);
+    let effective = match &last_ready {
+        Some(lr) => std::borrow::Cow::Owned(lr.app(spec_app)),
+        None => std::borrow::Cow::Borrowed(spec_app),
+    };
+    let progress = Progress::default();
+    let mut run = Run::new(&effective, &observation, pool, &progress);
     run.gate = gate.clone();
     run.previous_hosts = previous.as_ref().map(|p| {
         p.hosts.iter().filter(|(_, h)| h.containers.iter().any(|c| c.state != "missing")).map(|(n, _)| n.clone()).collect()
     });
-    match resolve_images(spec_app, hosts, previous.as_ref(), &observation.clients).await {
+    let images = match &last_ready {
+        Some(lr) => Ok(lr.images.clone()),
+        None => resolve_images(&effective, hosts, previous.as_ref(), &observation.clients).await,
+    };
+    match images {
         Ok(images) => {
             timings.mark("resolve");
             run.images = images;
-            match plan::plan(spec_app, hosts, &run.images, &observation.hosts) {
-                Ok(p) => {
+            run.desired = plan::desired(&effective, hosts, &run.images).unwrap_or_default();
+            match plan::plan(&effective, hosts, &run.images, &observation.hosts) {
+                Ok(mut p) => {
                     timings.mark("plan");
+                    if failure.is_some() && last_ready.is_none() {
+                        rollout::hold_replaces(&mut p, &observation.hosts);
+                    }
                     // Whatever berth does on a host makes that host's cached observation stale.
                     let touched: BTreeSet<&str> = p.actions().map(|a| a.host()).collect();
                     for h in touched {
                         pool.cache(h).mark_dirty();
                     }
-                    run.execute(&p).await;
+                    // While health gates wait, the status says what for (and Blocked the moment one gives up).
+                    let done = tokio::sync::Notify::new();
+                    let (pinned, prev, ns, name) = (run.images.clone(), previous.as_ref(), &ns, &name);
+                    let report = progress.report(&done, |phase, reason, message| {
+                        let interim =
+                            progress::interim(prev, spec_app, &pinned, failure.as_ref(), (phase, reason, message));
+                        async move {
+                            if let Err(e) = store.put_status(ns, name, &interim).await {
+                                warn!(error = %e, "cannot write the progress status");
+                            }
+                        }
+                    });
+                    let execute = async {
+                        run.execute(&p).await;
+                        done.notify_one();
+                    };
+                    futures::join!(execute, report);
                     timings.mark("execute");
                 }
                 Err(e) => run.fatal = Some(format!("cannot plan: {e}")),
@@ -203,7 +257,39 @@ pub async fn converge_gated(
     }
     let after = observe(pool, hosts).await;
     timings.mark("observe-after");
-    let status = run.status(hosts, &after);
+    let mut status = run.status(&after);
+    let failed_now = failure.is_none().then(|| run.rollbacks.first().cloned()).flatten();
+    let settled = match (&failure, failed_now) {
+        (Some(f), _) => {
+            let others_fine = status.phase == Phase::Ready;
+            rollout_failed(&mut status, f.clone());
+            others_fine
+        }
+        (None, Some(first)) => {
+            let running_generation = read_last_ready(store, &ns, &name).await?.map(|lr| lr.generation);
+            let record = RolloutFailure {
+                generation: spec_app.metadata.generation.unwrap_or(0),
+                repin_requested_at: spec_app.repin_requested_at().map(str::to_string),
+                retry_requested_at: spec_app.rollout_retry_requested_at().map(str::to_string),
+                host: first.host,
+                container: first.container,
+                component: first.component,
+                reason: first.why,
+                at: now_rfc3339(),
+                running_generation,
+            };
+            warn!(app = %name, namespace = %ns, "{}", record.describe());
+            rollout_failed(&mut status, record);
+            false
+        }
+        (None, None) => status.phase == Phase::Ready,
+    };
+    if failure.is_none() && status.phase == Phase::Ready && spec_app.metadata.deletion_timestamp.is_none() {
+        let stored: Option<LastReady> = read_last_ready(store, &ns, &name).await?;
+        if !stored.is_some_and(|lr| lr.same_as(spec_app, &run.images)) {
+            store.put_last_ready(&ns, &name, &LastReady::of(spec_app, &run.images)).await?;
+        }
+    }
     let deleting = spec_app.metadata.deletion_timestamp.is_some();
     let finalized = deleting && status.phase == Phase::Ready && nothing_left(spec_app, &after, run.previous_hosts.as_ref());
     if finalized {
@@ -214,7 +300,38 @@ pub async fn converge_gated(
     }
     timings.mark("status-write");
     tracing::debug!(app = %name, namespace = %ns, steps = %timings, "converge timings");
-    Ok(Outcome { status, actions: run.counts, finalized })
+    Ok(Outcome { status, actions: run.counts, finalized, settled })
+}
+
+/// The last Ready record; a corrupt one (written by hand) counts as none rather than blocking the App.
+async fn read_last_ready(store: &Store, ns: &str, name: &str) -> Result<Option<LastReady>, StoreError> {
+    match store.get_last_ready(ns, name).await {
+        Ok(lr) => Ok(lr),
+        Err(StoreError::Corrupt { key, reason }) => {
+            warn!(key = %key, reason = %reason, "ignoring an unreadable last Ready record");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Puts a failed rollout on top of a status: Degraded, reason RolloutFailed, whatever else the
+/// converge found still said after it.
+fn rollout_failed(status: &mut AppStatus, failure: RolloutFailure) {
+    let mut message = failure.describe();
+    if status.phase != Phase::Ready && !status.message.is_empty() {
+        message = format!("{message}; {}", status.message);
+    }
+    if status.phase != Phase::Blocked {
+        status.phase = Phase::Degraded;
+    }
+    for c in status.conditions.iter_mut().filter(|c| c.kind == "Ready") {
+        c.status = "False".into();
+        c.reason = "RolloutFailed".into();
+        c.message = message.clone();
+    }
+    status.message = message;
+    status.rollout_failure = Some(failure);
 }
 
 /// Milliseconds spent in each step of one converge, logged at debug level so a slow reaction can be
@@ -267,7 +384,6 @@ struct Run<'a> {
     images: BTreeMap<String, String>,
     host_errors: BTreeMap<String, String>,
     blocked: Vec<String>,
-    degraded: Vec<String>,
     fatal: Option<String>,
     counts: BTreeMap<String, u64>,
     health_timeout: Duration,
@@ -285,10 +401,32 @@ struct Run<'a> {
     gate: Gate,
     /// Hosts where the last status saw containers of this app; `None` when there is no last status.
     previous_hosts: Option<BTreeSet<String>>,
+    /// Every container the spec wants, built once per converge for the plan's gates and the status.
+    desired: Vec<DesiredContainer>,
+    /// Replaces that were rolled back in this converge, in the order they happened.
+    rollbacks: Vec<Rollback>,
+    /// True when the gate closed under a running action: the converge stopped short, by design.
+    interrupted: bool,
+    /// What the health waits are waiting on right now, for the interim status.
+    progress: &'a Progress,
+    /// Health waits that gave up in this converge, by (host, container): a gate on the same
+    /// container fails at once instead of waiting a second health timeout.
+    failed_waits: std::sync::Mutex<BTreeMap<(String, String), String>>,
 }
 
+/// One replace that was rolled back: the new container never turned healthy.
+#[derive(Debug, Clone)]
+struct Rollback {
+    host: String,
+    container: String,
+    component: String,
+    /// The last health output, or the Docker error.
+    why: String,
+}
+
+
 impl<'a> Run<'a> {
-    fn new(app: &'a App, obs: &'a Observation, pool: &'a HostPool) -> Run<'a> {
+    fn new(app: &'a App, obs: &'a Observation, pool: &'a HostPool, progress: &'a Progress) -> Run<'a> {
         let health_timeout = spec::parse_duration(&app.spec.rollout.health_timeout).unwrap_or(Duration::from_secs(60));
         Run {
             app,
@@ -296,7 +434,6 @@ impl<'a> Run<'a> {
             images: BTreeMap::new(),
             host_errors: obs.errors.clone(),
             blocked: Vec::new(),
-            degraded: Vec::new(),
             fatal: None,
             counts: BTreeMap::new(),
             health_timeout,
@@ -312,6 +449,11 @@ impl<'a> Run<'a> {
             ),
             gate: Gate::open(),
             previous_hosts: None,
+            desired: Vec::new(),
+            rollbacks: Vec::new(),
+            interrupted: false,
+            progress,
+            failed_waits: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -345,6 +487,12 @@ impl<'a> Run<'a> {
         let gate_results: BTreeMap<(String, String), Result<(), String>> =
             join_all(gates.into_iter().map(|(host, container)| async move {
                 let r = this.wait_ready_by_name(&host, &container).await;
+                if let Err(e) = &r {
+                    // Say Blocked now, not when every other role is done.
+                    for step in plan.roles.iter().filter(|s| s.waits_for.contains(&(host.clone(), container.clone()))) {
+                        this.progress.block(format!("role {} waits for {e}", step.role));
+                    }
+                }
                 ((host, container), r)
             }))
             .await
@@ -392,11 +540,12 @@ impl<'a> Run<'a> {
     fn absorb(&mut self, r: RoleResult) {
         match r {
             RoleResult::Blocked(msg) => self.blocked.push(msg),
-            RoleResult::Done { errors, rolled_back, counts } => {
+            RoleResult::Done(Done { errors, rolled_back, interrupted, counts }) => {
                 for (h, e) in errors {
                     self.host_errors.insert(h, e);
                 }
-                self.degraded.extend(rolled_back);
+                self.interrupted |= interrupted;
+                self.rollbacks.extend(rolled_back);
                 for (k, v) in counts {
                     *self.counts.entry(k).or_default() += v;
                 }
@@ -430,20 +579,24 @@ impl<'a> Run<'a> {
         .await;
         let mut out = RoleResult::default();
         for (host, r, counts) in results {
-            out.merge(RoleResult::Done { errors: BTreeMap::new(), rolled_back: Vec::new(), counts });
+            out.merge(RoleResult::Done(Done { counts, ..Done::default() }));
             match r {
                 Ok(()) => {}
                 Err(ActionFailure::Error(e)) => {
                     warn!(host = %host, error = %e, "action failed");
                     out.merge(RoleResult::error(&host, e));
                 }
-                Err(ActionFailure::RolledBack(e)) => {
+                Err(ActionFailure::Interrupted(e)) => {
+                    info!(host = %host, "{e}");
+                    out.merge(RoleResult::Done(Done { interrupted: true, ..Done::default() }));
+                }
+                Err(ActionFailure::RolledBack(rb, e)) => {
                     warn!(host = %host, error = %e, "rollout rolled back");
-                    out.merge(RoleResult::Done {
-                        errors: BTreeMap::from([(host.clone(), e.clone())]),
-                        rolled_back: vec![e],
-                        counts: BTreeMap::new(),
-                    });
+                    out.merge(RoleResult::Done(Done {
+                        errors: BTreeMap::from([(host.clone(), e)]),
+                        rolled_back: vec![rb],
+                        ..Done::default()
+                    }));
                 }
             }
         }
@@ -454,7 +607,7 @@ impl<'a> Run<'a> {
     async fn exec(&self, c: &HostClient, action: &Action, counts: &mut BTreeMap<String, u64>) -> Result<(), ActionFailure> {
         let (app, ns) = (&self.app.metadata.name, self.app.namespace());
         if !self.gate.is_open() {
-            return Err(ActionFailure::Error("stopped: this operator no longer leads".into()));
+            return Err(ActionFailure::Interrupted(format!("{action}: not started, the operator is stopping or no longer leads")));
         }
         info!(app = %app, namespace = %ns, "{action}");
         let mut count = |verb: &str| {
@@ -484,14 +637,12 @@ impl<'a> Run<'a> {
                 count("create");
                 ops::start(c, &id, &container.name).await.map_err(err)?;
                 count("start");
-                if let Err(e) = self.wait_ready(c, &id, &container.name).await {
-                    return Err(ActionFailure::Error(e));
-                }
+                self.wait_ready(c, &id, &container.name).await?;
             }
             Action::Start { id, name, .. } => {
                 ops::start(c, id, name).await.map_err(err)?;
                 count("start");
-                self.wait_ready(c, id, name).await.map_err(ActionFailure::Error)?;
+                self.wait_ready(c, id, name).await?;
             }
             Action::Stop { id, name, .. } => {
                 ops::stop(c, id, name).await.map_err(err)?;
@@ -534,12 +685,12 @@ impl<'a> Run<'a> {
             if pulled {
                 count("pull");
             }
-            let id = created.map_err(|e| (None, e.to_string()))?;
+            let id = created.map_err(|e| (None, WaitFailure::Failed(e.to_string())))?;
             count("create");
-            ops::start(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), e.to_string()))?;
+            ops::start(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), WaitFailure::Failed(e.to_string())))?;
             count("start");
             self.wait_ready(c, &id, &new.name).await.map_err(|e| (Some(id.clone()), e))?;
-            Ok::<String, (Option<String>, String)>(id)
+            Ok::<String, (Option<String>, WaitFailure)>(id)
         };
         match attempt.await {
             Ok(_) => {
@@ -558,10 +709,16 @@ impl<'a> Run<'a> {
                     Ok(()) => format!("{old_name} restored"),
                     Err(e) => format!("restoring {old_name} failed too: {e}"),
                 };
-                Err(ActionFailure::RolledBack(format!(
-                    "rollout of {} on {} rolled back: {why}; {tail}",
-                    new.name, c.name
-                )))
+                let why = match why {
+                    // Stopped short by a shutdown or a lost lease: the new version never had its chance,
+                    // so this is no failed rollout; the next leader tries it.
+                    WaitFailure::Interrupted(e) => return Err(ActionFailure::Interrupted(format!("{e}; {tail}"))),
+                    WaitFailure::Failed(why) => why,
+                };
+                let message = format!("rollout of {} on {} rolled back: {why}; {tail}", new.name, c.name);
+                let component = format!("{}/{}", new.component.kind(), new.component.name());
+                let rollback = Rollback { host: c.name.clone(), container: new.name.clone(), component, why };
+                Err(ActionFailure::RolledBack(rollback, message))
             }
         }
     }
@@ -629,17 +786,28 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// A gate: waits for an accessory's container unless this converge already saw that wait give up.
     async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), String> {
+        let known = self.failed_waits.lock().expect("failed waits").get(&(host.to_string(), container.to_string())).cloned();
+        if let Some(e) = known {
+            return Err(e);
+        }
         match self.clients.get(host) {
-            Some(c) => self.wait_ready(c, container, container).await,
+            Some(c) => self.wait_ready(c, container, container).await.map_err(|e| e.to_string()),
             None => Err(format!("{container} on {host}: host unreachable")),
         }
     }
 
     /// Waits until the container runs and, if it has a healthcheck, is healthy; the error carries the
-    /// last health output so a user sees why.
-    async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), String> {
+    /// last health output so a user sees why. The wait shows in the interim status while it lasts,
+    /// and ends early (interrupted) when the gate closes.
+    async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), WaitFailure> {
+        let what = match self.desired.iter().find(|d| d.name == name) {
+            Some(d) => format!("{}/{} on {}", d.component.kind(), d.component.name(), c.name),
+            None => format!("{name} on {}", c.name),
+        };
         let deadline = Instant::now() + self.health_timeout;
+        let mut wait = None;
         let mut last;
         loop {
             match ops::inspect_health(c, id).await {
@@ -651,20 +819,35 @@ impl<'a> Run<'a> {
                         (None, _) => format!("{state:?}").to_lowercase(),
                     };
                     if matches!(state, ContainerState::Exited | ContainerState::Dead) && health.is_none() {
-                        return Err(format!("{name} on {} exited", c.name));
+                        return Err(self.gave_up(c, name, format!("{name} on {} exited", c.name)));
                     }
                 }
                 Err(e) => last = e.to_string(),
             }
+            let handle = wait.get_or_insert_with(|| self.progress.start_wait(what.clone(), self.health_timeout));
+            handle.update(last.split(':').next().unwrap_or_default());
             if Instant::now() >= deadline {
-                return Err(format!(
+                let why = format!(
                     "{name} on {} not healthy within {}: {last}",
                     c.name,
                     humantime::format_duration(self.health_timeout)
-                ));
+                );
+                return Err(self.gave_up(c, name, why));
+            }
+            if !self.gate.is_open() {
+                return Err(WaitFailure::Interrupted(format!(
+                    "wait for {name} on {} cut short: the operator is stopping or no longer leads",
+                    c.name
+                )));
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }
+    }
+
+    /// Remembers a wait that gave up, so gates on the same container do not wait again.
+    fn gave_up(&self, c: &HostClient, name: &str, why: String) -> WaitFailure {
+        self.failed_waits.lock().expect("failed waits").insert((c.name.clone(), name.to_string()), why.clone());
+        WaitFailure::Failed(why)
     }
 
     /// Whether a host's trouble is this app's trouble: the spec places something of the app there, or the
@@ -677,15 +860,11 @@ impl<'a> Run<'a> {
     }
 
     /// The status document from the state after the converge.
-    fn status(&self, hosts: &[Host], after: &Observation) -> AppStatus {
+    fn status(&self, after: &Observation) -> AppStatus {
         let app = self.app;
         let (name, ns) = (&app.metadata.name, app.namespace());
         let generation = app.metadata.generation.unwrap_or(0);
-        let desired = if self.images.is_empty() && self.fatal.is_some() {
-            Vec::new()
-        } else {
-            plan::desired(app, hosts, &self.images).unwrap_or_default()
-        };
+        let desired = &self.desired;
         let mut host_status: BTreeMap<String, HostStatus> = BTreeMap::new();
         for (host, obs) in &after.hosts {
             let mut hs = HostStatus { reachable: obs.reachable, ..Default::default() };
@@ -710,7 +889,7 @@ impl<'a> Run<'a> {
                 host_status.insert(host.clone(), hs);
             }
         }
-        for d in &desired {
+        for d in desired {
             let hs = host_status.entry(d.host.clone()).or_insert_with(|| HostStatus {
                 reachable: after.hosts.get(&d.host).is_some_and(|h| h.reachable),
                 ..Default::default()
@@ -748,7 +927,6 @@ impl<'a> Run<'a> {
         if let Some(f) = &self.fatal {
             errors.push(f.clone());
         }
-        errors.extend(self.degraded.iter().cloned());
         let relevant_hosts: BTreeSet<&str> = host_status.keys().map(String::as_str).collect();
         for (h, e) in self.host_errors.iter().chain(after.errors.iter()) {
             if relevant_hosts.contains(h.as_str()) || self.matters(h, &desired) {
@@ -760,6 +938,9 @@ impl<'a> Run<'a> {
         }
         let (phase, reason, message) = if !self.blocked.is_empty() {
             (Phase::Blocked, "AccessoryNotReady", self.blocked.join("; "))
+        } else if self.interrupted {
+            let why = "converge interrupted: the operator is stopping or no longer leads; the next leader carries on";
+            (Phase::Progressing, "Interrupted", why.to_string())
         } else if !errors.is_empty() {
             (Phase::Degraded, "ConvergeFailed", errors.join("; "))
         } else if missing.is_empty() && unwanted.is_empty() {
@@ -791,43 +972,77 @@ impl<'a> Run<'a> {
             hosts: host_status,
             last_converged: Some(now),
             message,
+            rollout_retry_requested_at: app.rollout_retry_requested_at().map(str::to_string),
+            rollout_failure: None,
         }
     }
 }
 
 enum ActionFailure {
     Error(String),
-    RolledBack(String),
+    /// A replace whose new container never turned healthy, undone; the message says it all.
+    RolledBack(Rollback, String),
+    /// The gate closed (shutdown, lost lease): stopped short by design, not a failure of the app.
+    Interrupted(String),
+}
+
+/// Why a health wait ended without a healthy container.
+enum WaitFailure {
+    Failed(String),
+    Interrupted(String),
+}
+
+impl std::fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFailure::Failed(e) | WaitFailure::Interrupted(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<WaitFailure> for ActionFailure {
+    fn from(w: WaitFailure) -> ActionFailure {
+        match w {
+            WaitFailure::Failed(e) => ActionFailure::Error(e),
+            WaitFailure::Interrupted(e) => ActionFailure::Interrupted(e),
+        }
+    }
 }
 
 /// What a role (or a batch of actions) ended with.
 enum RoleResult {
     Blocked(String),
-    Done { errors: BTreeMap<String, String>, rolled_back: Vec<String>, counts: BTreeMap<String, u64> },
+    Done(Done),
+}
+
+/// What the actions of a role (or a batch) did, when no gate blocked it.
+#[derive(Default)]
+struct Done {
+    errors: BTreeMap<String, String>,
+    rolled_back: Vec<Rollback>,
+    interrupted: bool,
+    counts: BTreeMap<String, u64>,
 }
 
 impl Default for RoleResult {
     fn default() -> Self {
-        RoleResult::Done { errors: BTreeMap::new(), rolled_back: Vec::new(), counts: BTreeMap::new() }
+        RoleResult::Done(Done::default())
     }
 }
 
 impl RoleResult {
     fn error(host: &str, e: String) -> RoleResult {
-        RoleResult::Done {
-            errors: BTreeMap::from([(host.to_string(), e)]),
-            rolled_back: Vec::new(),
-            counts: BTreeMap::new(),
-        }
+        RoleResult::Done(Done { errors: BTreeMap::from([(host.to_string(), e)]), ..Done::default() })
     }
 
     fn merge(&mut self, other: RoleResult) {
         match (self, other) {
-            (RoleResult::Done { errors, rolled_back, counts }, RoleResult::Done { errors: e2, rolled_back: r2, counts: c2 }) => {
-                errors.extend(e2);
-                rolled_back.extend(r2);
-                for (k, v) in c2 {
-                    *counts.entry(k).or_default() += v;
+            (RoleResult::Done(mine), RoleResult::Done(theirs)) => {
+                mine.errors.extend(theirs.errors);
+                mine.rolled_back.extend(theirs.rolled_back);
+                mine.interrupted |= theirs.interrupted;
+                for (k, v) in theirs.counts {
+                    *mine.counts.entry(k).or_default() += v;
                 }
             }
             (me, RoleResult::Blocked(m)) => *me = RoleResult::Blocked(m),
@@ -836,6 +1051,6 @@ impl RoleResult {
     }
 
     fn rolled_back_any(&self) -> bool {
-        matches!(self, RoleResult::Done { rolled_back, .. } if !rolled_back.is_empty())
+        matches!(self, RoleResult::Done(d) if !d.rolled_back.is_empty())
     }
 }

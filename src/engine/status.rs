@@ -88,13 +88,67 @@ pub struct AppStatus {
     /// One line saying why the phase is what it is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The `berth rollout retry` request (the App's retry annotation) this status answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_retry_requested_at: Option<String>,
+    /// A rollout that was rolled back: while it applies (same generation, repin and retry request)
+    /// berth runs the last Ready generation and never attempts this one again on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_failure: Option<RolloutFailure>,
+}
+
+/// Where and why a rollout was rolled back, kept until a new spec or `berth rollout retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutFailure {
+    /// The App generation whose rollout failed.
+    pub generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repin_requested_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_requested_at: Option<String>,
+    pub host: String,
+    /// The new container that never turned healthy (removed by the rollback).
+    pub container: String,
+    /// `role/web` or `accessory/db`.
+    pub component: String,
+    /// Why it failed: the last health output, or the Docker error.
+    pub reason: String,
+    pub at: String,
+    /// The generation berth runs instead (the last one that was Ready), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_generation: Option<i64>,
+}
+
+impl RolloutFailure {
+    /// Whether this failure is about the App as it stands: same generation, same repin and retry
+    /// requests. Anything newer is a new attempt.
+    pub fn applies_to(&self, app: &crate::spec::App) -> bool {
+        app.metadata.deletion_timestamp.is_none()
+            && app.metadata.generation.unwrap_or(0) == self.generation
+            && app.repin_requested_at() == self.repin_requested_at.as_deref()
+            && app.rollout_retry_requested_at() == self.retry_requested_at.as_deref()
+    }
+
+    /// The one line users read in `berth status` and `apply --wait`.
+    pub fn describe(&self) -> String {
+        let running = match self.running_generation {
+            Some(g) => format!("running generation {g} (the last Ready) instead"),
+            None => "the old containers keep running".to_string(),
+        };
+        format!(
+            "rollout of generation {} failed: {} ({}) on {}: {}; rolled back, {running}; a new spec or `berth rollout retry` tries again",
+            self.generation, self.container, self.component, self.host, self.reason
+        )
+    }
 }
 
 impl AppStatus {
-    /// Whether a waiter may stop: Ready for this generation and repin request, or failed at them.
-    pub fn settled_for(&self, generation: i64, repin_requested_at: Option<&str>) -> bool {
-        self.observed_generation == generation
-            && self.repin_requested_at.as_deref() == repin_requested_at
+    /// Whether a waiter may stop: Ready for the App's generation, repin and retry requests, or failed at them.
+    pub fn settled_for(&self, app: &crate::spec::App) -> bool {
+        self.observed_generation == app.metadata.generation.unwrap_or(0)
+            && self.repin_requested_at.as_deref() == app.repin_requested_at()
+            && self.rollout_retry_requested_at.as_deref() == app.rollout_retry_requested_at()
             && self.phase != Phase::Progressing
     }
 }

@@ -57,6 +57,12 @@ impl Keys {
         format!("{}/status/apps/{}/{}", self.prefix, namespace, name)
     }
 
+    /// The spec and pins of an App's last Ready generation: what berth runs while a newer
+    /// generation's rollout has failed. Holds env values, so no command prints it.
+    pub fn last_ready(&self, namespace: &str, name: &str) -> String {
+        format!("{}/lastready/apps/{}/{}", self.prefix, namespace, name)
+    }
+
     /// The operator's leader-election key.
     pub fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
@@ -90,6 +96,7 @@ mod tests {
         assert_eq!(k.app("production", "shop"), "/berth/apps/production/shop");
         assert_eq!(k.status("production", "shop"), "/berth/status/apps/production/shop");
         assert_eq!(k.apps(Some("staging")), "/berth/apps/staging/");
+        assert_eq!(k.last_ready("production", "shop"), "/berth/lastready/apps/production/shop");
     }
 
     #[test]
