@@ -20,6 +20,11 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// `berth.dev/` are kept by `berth apply` when the applied file does not carry them.
 pub const REPIN_ANNOTATION: &str = "berth.dev/repin-requested-at";
 
+/// Annotation `berth rollout retry` sets (to the time of the request) to attempt a generation whose
+/// rollout was rolled back once more. Without it (or a new spec) berth never retries a failed
+/// rollout on its own: each attempt would take the healthy old container down again.
+pub const ROLLOUT_RETRY_ANNOTATION: &str = "berth.dev/rollout-retry-requested-at";
+
 /// Prefix of the annotations berth itself owns.
 pub const BERTH_ANNOTATION_PREFIX: &str = "berth.dev/";
 
@@ -256,5 +261,11 @@ impl App {
     /// The last `berth repin` request, if any: pins resolved under another value are stale.
     pub fn repin_requested_at(&self) -> Option<&str> {
         self.metadata.annotations.get(REPIN_ANNOTATION).map(String::as_str)
+    }
+
+    /// The last `berth rollout retry` request, if any: a failed rollout recorded under another value
+    /// is attempted again.
+    pub fn rollout_retry_requested_at(&self) -> Option<&str> {
+        self.metadata.annotations.get(ROLLOUT_RETRY_ANNOTATION).map(String::as_str)
     }
 }
