@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{connect, output, ExitCode, Failure, GlobalArgs, OutputFormat};
+use super::{connect, output, readable, ExitCode, Failure, GlobalArgs, OutputFormat};
 use crate::engine::{self, AppStatus, HostPool, Phase};
 use crate::plan;
 use crate::spec::{self, App, Resource};
@@ -17,7 +17,7 @@ pub async fn plan(
     format: OutputFormat,
 ) -> Result<(), Failure> {
     let store = connect(global).await?;
-    let mut hosts = store.list_hosts().await?;
+    let mut hosts = readable(store.list_hosts().await?);
     let app = if files.is_empty() {
         let name = name.ok_or_else(|| Failure::new(ExitCode::InvalidInput, "name an App, or give -f FILE"))?;
         load_app(&store, &name, &namespace).await?.value
@@ -71,7 +71,7 @@ pub async fn plan(
 pub async fn converge(global: &GlobalArgs, name: &str, namespace: &str) -> Result<(), Failure> {
     let store = connect(global).await?;
     let app = load_app(&store, name, namespace).await?;
-    let hosts = store.list_hosts().await?;
+    let hosts = readable(store.list_hosts().await?);
     let pool = HostPool::new();
     let outcome = engine::converge(&store, &pool, &app, &hosts).await?;
     let counts: Vec<String> = outcome.actions.iter().map(|(k, v)| format!("{k} {v}")).collect();

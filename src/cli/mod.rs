@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::spec::{self, Resource};
-use crate::store::{Store, StoreError, DEFAULT_PREFIX};
+use crate::store::{Listing, Store, StoreError, Unreadable, DEFAULT_PREFIX};
 
 /// Exit codes are a contract for scripts and CI pipelines (README "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,8 +292,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Get { kind, namespace, output } => {
             let store = connect(&cli.global).await?;
             let text = match kind {
-                GetKind::Apps => output::apps(&store.list_apps(namespace.as_deref()).await?, output),
-                GetKind::Hosts => output::hosts(&store.list_hosts().await?, output),
+                GetKind::Apps => output::apps(&readable(store.list_apps(namespace.as_deref()).await?), output),
+                GetKind::Hosts => output::hosts(&readable(store.list_hosts().await?), output),
             };
             print!("{text}");
             Ok(())
@@ -342,7 +342,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     println!("app/{name} -n {namespace} marked for deletion");
                 }
                 DeleteWhat::Host { name } => {
-                    store.with_apply_lock(|| store.delete_host(&name)).await?;
+                    let skipped = store.with_apply_lock(|| store.delete_host(&name)).await?;
+                    warn_unreadable(&skipped);
                     println!("host/{name} deleted");
                 }
             }
@@ -376,6 +377,19 @@ pub async fn connect(global: &GlobalArgs) -> Result<Store, Failure> {
     Ok(Store::connect(&global.etcd, &global.prefix).await?)
 }
 
+/// The resources of a listing, after one warning per key it skipped: a value written around berth
+/// is unknown to every check and never the reason a command fails.
+pub(crate) fn readable<T>(listing: Listing<T>) -> Vec<T> {
+    warn_unreadable(&listing.unreadable);
+    listing.items
+}
+
+fn warn_unreadable(skipped: &[Unreadable]) {
+    for u in skipped {
+        eprintln!("warning: skipping {}: {}", u.key, u.reason);
+    }
+}
+
 /// Hosts are written before Apps so an App never lands before the Hosts it names.
 fn hosts_first(resources: &[Resource]) -> Vec<&Resource> {
     let hosts = resources.iter().filter(|r| matches!(r, Resource::Host(_)));
@@ -386,8 +400,8 @@ fn hosts_first(resources: &[Resource]) -> Vec<&Resource> {
 /// Cross-resource checks (host names defined, host ports free) against the store plus this batch,
 /// all before anything is written, so a bad batch writes nothing.
 async fn check_against_store(store: &Store, batch: &[Resource]) -> Result<(), Failure> {
-    let mut hosts = store.list_hosts().await?;
-    let mut others = store.list_apps(None).await?;
+    let mut hosts = readable(store.list_hosts().await?);
+    let mut others = readable(store.list_apps(None).await?);
     for r in batch {
         match r {
             Resource::Host(h) => {

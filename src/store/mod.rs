@@ -4,14 +4,16 @@
 //! other's update; values are the resources as JSON under the layout in [`keys`].
 
 pub mod keys;
+mod listing;
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use keys::{KeyKind, Keys, DEFAULT_PREFIX};
+pub use listing::{Listing, Unreadable};
 
 use crate::spec::{App, Host, Resource};
 
@@ -140,43 +142,6 @@ impl Store {
                 Ok(Some(Versioned { value, mod_revision: entry.mod_revision() }))
             }
         }
-    }
-
-    /// Reads every JSON value under a prefix, with the revision of that consistent snapshot.
-    pub async fn list_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<(Vec<Versioned<T>>, i64), StoreError> {
-        let mut kv = self.client.kv_client();
-        let resp = kv.get(prefix, Some(GetOptions::new().with_prefix())).await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let mut out = Vec::with_capacity(resp.kvs().len());
-        for entry in resp.kvs() {
-            let key = String::from_utf8_lossy(entry.key()).to_string();
-            // Only direct children: `/apps/` must not pick up deeper keys another tool wrote.
-            if key[prefix.len()..].contains('/') {
-                continue;
-            }
-            out.push(Versioned { value: decode(&key, entry.value())?, mod_revision: entry.mod_revision() });
-        }
-        Ok((out, revision))
-    }
-
-    pub async fn list_hosts(&self) -> Result<Vec<Host>, StoreError> {
-        let (hosts, _) = self.list_json::<Host>(&self.keys.hosts()).await?;
-        Ok(hosts.into_iter().map(|v| v.value).collect())
-    }
-
-    /// Apps of one namespace, or of every namespace.
-    pub async fn list_apps(&self, namespace: Option<&str>) -> Result<Vec<App>, StoreError> {
-        let prefix = self.keys.apps(namespace);
-        let mut kv = self.client.kv_client();
-        let resp = kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())).await?;
-        let mut apps = Vec::new();
-        for entry in resp.kvs() {
-            let key = String::from_utf8_lossy(entry.key()).to_string();
-            if let Some(KeyKind::App { .. }) = self.keys.parse(&key) {
-                apps.push(decode::<App>(&key, entry.value())?);
-            }
-        }
-        Ok(apps)
     }
 
     pub async fn get_app(&self, namespace: &str, name: &str) -> Result<Option<Versioned<App>>, StoreError> {
@@ -360,14 +325,15 @@ impl Store {
     }
 
     /// Removes a Host unless an App still places containers on it (the refusal names that App).
-    pub async fn delete_host(&self, name: &str) -> Result<(), StoreError> {
+    /// App keys that do not decode count as no App (the operator skips them too); they are
+    /// returned so the caller can warn about them.
+    pub async fn delete_host(&self, name: &str) -> Result<Vec<Unreadable>, StoreError> {
         let key = self.keys.host(name);
         let Some(stored) = self.get_json::<Host>(&key).await? else {
             return Err(StoreError::NotFound(format!("host/{name}")));
         };
-        let users: Vec<String> = self
-            .list_apps(None)
-            .await?
+        let apps = self.list_apps(None).await?;
+        let users: Vec<String> = apps
             .iter()
             .filter(|a| app_uses_host(a, name))
             .map(|a| format!("app/{} -n {}", a.metadata.name, a.namespace()))
@@ -379,7 +345,7 @@ impl Store {
             .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, stored.mod_revision)])
             .and_then([TxnOp::delete(key.as_str(), None)]);
         if self.client.kv_client().txn(txn).await?.succeeded() {
-            Ok(())
+            Ok(apps.unreadable)
         } else {
             Err(StoreError::Refused(format!("host/{name} changed while deleting; try again")))
         }
@@ -536,7 +502,8 @@ impl HasMeta for Host {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: e.to_string() })
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: key.to_string(), reason: listing::describe(&e) })
 }
 
 /// tonic errors nest a transport error inside a gRPC status inside etcd's error, each repeating
