@@ -213,7 +213,22 @@ fn cases() -> Vec<Case> {
         (
             "bad role name",
             one(app("roles: {Web: {hosts: [host1]}}")),
-            vec!["shop.yaml[0]: spec.roles.Web: \"Web\" is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"],
+            vec!["shop.yaml[0]: spec.roles.Web: \"Web\" is not a valid role name: use at most 63 lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"],
+        ),
+        (
+            "role name starting with '_'",
+            one(app("roles: {_web: {hosts: [host1]}}")),
+            vec!["shop.yaml[0]: spec.roles._web: \"_web\" is not a valid role name: use at most 63 lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"],
+        ),
+        (
+            "role name ending with '_'",
+            one(app("roles: {web_: {hosts: [host1]}}")),
+            vec!["shop.yaml[0]: spec.roles.web_: \"web_\" is not a valid role name: use at most 63 lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"],
+        ),
+        (
+            "bad accessory name",
+            one(app(&format!("{WEB}\naccessories: {{Db_main: {{image: postgres, hosts: [host1]}}}}"))),
+            vec!["shop.yaml[0]: spec.accessories.Db_main: \"Db_main\" is not a valid accessory name: use at most 63 lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"],
         ),
         (
             "bad memory",
@@ -351,6 +366,26 @@ fn every_bad_input_reports_its_exact_error() {
         }
     }
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Kamal's role names (`web_new`) pass: `_` inside a role or accessory name; metadata names stay DNS
+/// labels.
+#[test]
+fn underscores_inside_role_and_accessory_names_are_accepted() {
+    let text = app("roles: {web_new: {hosts: [host1], dependsOn: [db_main]}, a_b-c_9: {hosts: [host1]}}\n\
+                    accessories: {db_main: {image: postgres, hosts: [host1]}}");
+    let loaded = load_sources(&[("shop.yaml".to_string(), text)]).unwrap_or_else(|e| panic!("{e}"));
+    let Resource::App(shop) = &loaded[0].resource else { panic!("not an App") };
+    assert!(shop.spec.roles.contains_key("web_new") && shop.spec.accessories.contains_key("db_main"));
+    let longest = format!("w{}w", "_".repeat(61));
+    assert!(load_sources(&[("a.yaml".to_string(), app(&format!("roles: {{{longest}: {{hosts: [host1]}}}}")))]).is_ok());
+    let too_long = format!("w{}w", "_".repeat(62));
+    let err = load_sources(&[("a.yaml".to_string(), app(&format!("roles: {{{too_long}: {{hosts: [host1]}}}}")))])
+        .unwrap_err();
+    assert!(err.to_string().contains("is not a valid role name"), "{err}");
+    let named = app(WEB).replace("{name: shop}", "{name: web_new}");
+    let err = load_sources(&[("a.yaml".to_string(), named)]).unwrap_err();
+    assert!(err.to_string().starts_with("a.yaml[0]: metadata.name: \"web_new\" is not a valid name"), "{err}");
 }
 
 fn only_app(text: &str) -> App {

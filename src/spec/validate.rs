@@ -171,7 +171,7 @@ fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) {
 }
 
 fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) {
-    p.check(w.path.clone(), check_dns_label(name));
+    p.check(w.path.clone(), check_component_name(name, w.what));
     check_hosts(p, w);
     if let Some(cmd) = w.cmd {
         p.check(format!("{}.cmd", w.path), check_command(cmd));
@@ -186,6 +186,21 @@ fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) {
     if let Some(hc) = w.healthcheck {
         check_healthcheck(p, &format!("{}.healthcheck", w.path), hc);
     }
+}
+
+/// Role and accessory names: a DNS label that may also hold `_` inside (Kamal's `web_new`), as
+/// `[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?`. They become container names, network aliases and label
+/// values, which all allow `_`; metadata names stay DNS labels (they become etcd keys and networks).
+fn check_component_name(name: &str, what: &str) -> Result<(), String> {
+    let inner_ok = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let ends_ok = name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if name.len() <= super::values::MAX_NAME_LEN && inner_ok && ends_ok {
+        return Ok(());
+    }
+    Err(format!(
+        "{name:?} is not a valid {what} name: use at most 63 lowercase letters, digits, '-' and '_', starting and ending with a letter or digit"
+    ))
 }
 
 fn check_hosts(p: &mut Problems, w: &Workload<'_>) {
