@@ -2,6 +2,7 @@
 //! message and a distinct exit code (see [`ExitCode`]); no backtraces for user errors.
 
 mod commands;
+mod logging;
 mod output;
 
 use std::path::PathBuf;
@@ -226,7 +227,7 @@ pub fn main() -> i32 {
         }
     };
     let level = if matches!(cli.command, Command::Operator { .. }) { "info" } else { "warn" };
-    init_logging(cli.global.log_format, level);
+    logging::init(cli.global.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -241,17 +242,6 @@ pub fn main() -> i32 {
             f.code as i32
         }
     }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
