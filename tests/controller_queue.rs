@@ -1,48 +1,54 @@
 //! The work queue's periodic-resync path, which the unit tests in src/controller/queue.rs leave out:
 //! `add_if_idle` (what the resync calls for every app) must not cut a failing app's backoff short
-//! and must not pile up runs, while `add` (a change, a drift event) always gets a run soon; `forget`
-//! (an app deleted) drops a pending retry.
+//! and must not pile up runs, while `add` (a change, a drift event) always gets a run at once;
+//! `forget` (an app deleted) drops a pending retry. Time is paused: every wait below is exact.
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
 use berth::controller::queue::{NoObserver, WorkQueue};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 fn queue(min: Duration) -> WorkQueue<&'static str> {
-    let b = ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay(min * 4)
-        .with_factor(2.0)
-        .without_max_times();
+    let b =
+        ExponentialBuilder::default().with_min_delay(min).with_max_delay(min * 4).with_factor(2.0).without_max_times();
     WorkQueue::new(b, Box::new(NoObserver))
 }
 
-/// Nothing handed out within `d`.
+/// Nothing handed out within `d` (of paused time).
 async fn nothing_within(q: &WorkQueue<&'static str>, d: Duration) {
     if let Ok(k) = timeout(d, q.next()).await {
         panic!("{k:?} handed out too early");
     }
 }
 
-#[tokio::test]
+/// The next key and how long (paused time) it took to come.
+async fn next_after(q: &WorkQueue<&'static str>) -> (Option<&'static str>, Duration) {
+    let t = Instant::now();
+    let k = timeout(Duration::from_secs(3600), q.next()).await.ok().flatten();
+    (k, t.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_resync_leaves_a_backing_off_key_alone_but_a_change_does_not() {
     let q = queue(Duration::from_millis(400));
     q.add("a");
     let k = q.next().await.unwrap();
     let delay = q.done(&k, false).expect("a failure schedules a retry");
-    assert!(delay >= Duration::from_millis(200), "{delay:?}");
+    assert_eq!(delay, Duration::from_millis(400));
     q.add_if_idle("a");
     assert_eq!(q.depth(), 0, "the resync queued a key that is backing off");
-    nothing_within(&q, Duration::from_millis(100)).await;
-    // The retry still comes, once.
-    assert_eq!(timeout(Duration::from_secs(2), q.next()).await.ok().flatten(), Some("a"));
+    nothing_within(&q, Duration::from_millis(399)).await;
+    // The retry still comes, once, when the backoff is over.
+    let (k, waited) = next_after(&q).await;
+    assert_eq!(k, Some("a"));
+    assert!(waited <= Duration::from_millis(2), "the retry came {waited:?} after its time");
     q.done(&"a", false);
     // A change does not wait for the backoff.
     q.add("a");
-    assert_eq!(timeout(Duration::from_millis(50), q.next()).await.ok().flatten(), Some("a"));
+    assert_eq!(next_after(&q).await, (Some("a"), Duration::ZERO));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_resync_does_not_pile_runs_on_a_queued_or_running_key() {
     let q = queue(Duration::from_millis(20));
     q.add("a");
@@ -52,9 +58,9 @@ async fn a_resync_does_not_pile_runs_on_a_queued_or_running_key() {
     assert!(q.is_running(&"a"));
     q.add_if_idle("a");
     assert_eq!(q.done(&k, true), None);
-    // The running key's resync request was dropped: no second run.
+    // The running key's resync request was dropped: no second run, however long we wait.
     assert_eq!(q.depth(), 0);
-    nothing_within(&q, Duration::from_millis(100)).await;
+    nothing_within(&q, Duration::from_secs(3600)).await;
     // Whereas a change while running folds into one more run.
     q.add("a");
     let k = q.next().await.unwrap();
@@ -63,14 +69,14 @@ async fn a_resync_does_not_pile_runs_on_a_queued_or_running_key() {
     assert_eq!(q.depth(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn forget_drops_a_pending_retry() {
     let q = queue(Duration::from_millis(50));
     q.add("gone");
     let k = q.next().await.unwrap();
     q.done(&k, false);
     q.forget(&"gone");
-    nothing_within(&q, Duration::from_millis(400)).await;
+    nothing_within(&q, Duration::from_secs(3600)).await;
     // And the key starts over with the shortest delay.
     q.add("gone");
     let k = q.next().await.unwrap();

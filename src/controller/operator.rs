@@ -17,6 +17,7 @@ use super::leader;
 use super::queue::{retry_backoff, QueueObserver, WorkQueue};
 use super::reflector::{self, AppKey, Change, Reflector};
 use crate::docker::events::container_events;
+use crate::docker::{liveness, ops};
 use crate::engine::{self, pool::HostCache, HostPool, Phase};
 use crate::metrics::{self, server::Readiness};
 use crate::spec::{App, Host};
@@ -188,7 +189,7 @@ async fn resync(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Recei
     }
 }
 
-/// Keeps one Docker event stream per Host, restarting streams whose Host changed or went away.
+/// Keeps one Docker event stream (and pinger) per Host, restarting them when the Host changed or went away.
 async fn host_watchers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     shared.reflector.wait_ready().await;
     let mut running: HashMap<String, (Host, tokio::task::JoinHandle<()>)> = HashMap::new();
@@ -198,7 +199,9 @@ async fn host_watchers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
             let keep = hosts.iter().any(|h| h == spec) && !handle.is_finished();
             if !keep {
                 handle.abort();
-                let _ = name;
+                if !hosts.iter().any(|h| h.metadata.name == *name) {
+                    liveness::forget(name);
+                }
             }
             keep
         });
@@ -216,9 +219,36 @@ async fn host_watchers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
     }
 }
 
-/// Follows one host's events for ever; a drop or a reconnect queues the apps that may have changed.
+/// Aborts a task when dropped, with the watcher that owns it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether a host's event stream (so its cached observation) is believed: only while the stream is
+/// connected and the host answers. A frozen dockerd keeps its stream open and says nothing.
+fn trust(shared: &Shared, name: &str, cache: &HostCache, trusted: bool) {
+    cache.set_synced(trusted);
+    shared.hosts_synced.lock().expect("synced lock").insert(name.to_string(), trusted);
+}
+
+/// Follows one host's events for ever, and pings it meanwhile (`berth_host_up`); a drop, a
+/// reconnect or the host answering again queues the apps that may have changed.
 async fn watch_host(shared: Arc<Shared>, host: Host) {
     let name = host.metadata.name.clone();
+    liveness::track(&name);
+    let (pool_of, pinged) = (shared.clone(), host.clone());
+    let _pinger = AbortOnDrop(tokio::spawn(async move {
+        let ping = || {
+            let (shared, host) = (pool_of.clone(), pinged.clone());
+            async move { ops::ping(&shared.pool.client(&host).await?).await }
+        };
+        liveness::keep_pinging(&pinged.metadata.name, ping).await
+    }));
+    let mut answers = liveness::subscribe(&name);
     let mut backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
     loop {
         match shared.pool.client(&host).await {
@@ -226,7 +256,8 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                 let mut events = Box::pin(container_events(&client));
                 let cache = shared.pool.cache(&name);
                 // Connected before anything is trusted: events from here on keep the cache honest.
-                cache.set_synced(true);
+                let mut trusted = !liveness::is_down(&name);
+                trust(&shared, &name, &cache, trusted);
                 // The subscription reaches dockerd a moment after the first poll: distrust what was
                 // listed in that moment once more.
                 let late = cache.clone();
@@ -234,14 +265,35 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     late.mark_dirty();
                 });
-                metrics::global().host_up.with_label_values(&[&name]).set(1);
-                shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), true);
                 // Anything may have happened while we were not listening: look at every app again.
                 for key in all_keys(&shared) {
                     shared.queue.add(key);
                 }
                 backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
-                while let Some(event) = events.next().await {
+                loop {
+                    let event = tokio::select! {
+                        event = events.next() => event,
+                        changed = answers.changed() => {
+                            if changed.is_err() {
+                                return; // the host left the store; this task is being aborted
+                            }
+                            let up = *answers.borrow_and_update() != Some(false);
+                            if up != trusted {
+                                trusted = up;
+                                trust(&shared, &name, &cache, up);
+                                if up {
+                                    info!(host = %name, "host answers again");
+                                    for key in all_keys(&shared) {
+                                        shared.queue.add(key);
+                                    }
+                                } else {
+                                    warn!(host = %name, "host does not answer; its event stream is not trusted");
+                                }
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(event) = event else { break };
                     if event.as_ref().map_or(true, |ev| ev.changes_state()) {
                         cache.mark_dirty();
                     }
@@ -272,13 +324,17 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
             }
             Err(e) => warn!(host = %name, error = %e, "host unreachable"),
         }
-        metrics::global().host_up.with_label_values(&[&name]).set(0);
         shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), false);
         for key in all_keys(&shared) {
             shared.queue.add_if_idle(key);
         }
         let wait = backoff.next().unwrap_or(Duration::from_secs(30));
-        tokio::time::sleep(wait).await;
+        // A host that answers again is followed again at once, not after the backoff.
+        let was_up = *answers.borrow_and_update() == Some(true);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            up = answers.wait_for(|v| *v == Some(true)), if !was_up => if up.is_err() { return },
+        }
     }
 }
 

@@ -5,10 +5,12 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::Notify;
+// tokio's clock, so delays and backoffs follow paused time in tests.
+use tokio::time::Instant;
 
 /// Retry delays: 500 ms doubling to 5 min, with jitter, for ever.
 pub fn retry_backoff() -> ExponentialBuilder {
@@ -251,34 +253,49 @@ mod tests {
         assert_eq!(q.depth(), 0);
     }
 
-    #[tokio::test]
-    async fn concurrency_is_bounded_by_the_workers_and_keys_never_overlap() {
+    /// Six workers, two keys, each run asking for another one: idle workers are always waiting, so
+    /// a key handed out while it runs would be caught at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_key_is_never_handed_out_while_it_runs() {
+        const RUNS: usize = 40;
         let q = Arc::new(queue());
-        for k in ["a", "b", "c", "d", "e", "f"] {
-            q.add(k);
-        }
-        let running = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
+        q.add("a");
+        q.add("b");
+        let running: Arc<Mutex<HashSet<&str>>> = Arc::default();
+        let (runs, peak, overlaps) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
         let mut workers = Vec::new();
-        for _ in 0..2 {
-            let (q, running, peak) = (q.clone(), running.clone(), peak.clone());
+        for w in 0..6 {
+            let (q, running, runs, peak, overlaps) =
+                (q.clone(), running.clone(), runs.clone(), peak.clone(), overlaps.clone());
             workers.push(tokio::spawn(async move {
-                for _ in 0..3 {
-                    let k = q.next().await.unwrap();
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    q.add(k); // a change while it runs
+                while let Some(k) = q.next().await {
+                    {
+                        let mut r = running.lock().unwrap();
+                        if !r.insert(k) {
+                            overlaps.lock().unwrap().push(format!("worker {w} got {k} while it ran"));
+                        }
+                        peak.fetch_max(r.len(), Ordering::SeqCst);
+                    }
+                    if runs.fetch_add(1, Ordering::SeqCst) + 1 < RUNS {
+                        q.add(k); // a change while it runs
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
+                    running.lock().unwrap().remove(k);
                     q.done(&k, true);
                 }
             }));
         }
+        while q.depth() + q.running() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        q.close();
         for w in workers {
             w.await.unwrap();
         }
-        assert!(peak.load(Ordering::SeqCst) <= 2);
-        assert_eq!(q.running(), 0);
+        assert_eq!(*overlaps.lock().unwrap(), Vec::<String>::new());
+        assert!(runs.load(Ordering::SeqCst) >= RUNS);
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "both keys ran at once (the check above saw concurrency)");
     }
 
     #[tokio::test]
@@ -300,28 +317,38 @@ mod tests {
         assert_eq!(q.done(&k, false), Some(Duration::from_millis(20)), "reset to the first delay");
     }
 
-    #[tokio::test]
+    /// Whether `q.next()` hands out a key without any time passing.
+    async fn ready_now(q: &WorkQueue<&'static str>) -> Option<&'static str> {
+        tokio::select! { biased; k = q.next() => k, _ = std::future::ready(()) => None }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_change_skips_the_backoff_wait() {
         let q = queue();
         q.add("a");
         let k = q.next().await.unwrap();
         q.done(&k, false);
         q.add_after("a", Duration::from_secs(3600));
+        assert_eq!(ready_now(&q).await, None, "waiting out the backoff");
         q.add("a");
-        let got = tokio::time::timeout(Duration::from_millis(100), q.next()).await;
-        assert_eq!(got.ok().flatten(), Some("a"));
+        assert_eq!(ready_now(&q).await, Some("a"));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn delayed_keys_come_back_on_time_and_close_ends_waiting() {
         let q = Arc::new(queue());
         q.add_after("r", Duration::from_millis(30));
         let start = Instant::now();
         assert_eq!(q.next().await, Some("r"));
-        assert!(start.elapsed() >= Duration::from_millis(25));
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(30) && waited < Duration::from_millis(35),
+            "handed out when due: {waited:?}"
+        );
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.next().await });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "an empty queue hands out nothing");
         q.close();
         assert_eq!(waiter.await.unwrap(), None);
     }

@@ -98,6 +98,8 @@ impl HostClient {
         let took = started.elapsed();
         tracing::trace!(host = %self.name, op, ms = took.as_secs_f64() * 1e3, "docker call");
         crate::metrics::global().docker_call(&self.name, crate::metrics::op_label(op), took, !failed);
+        // Whether the host answered at all is liveness news (`berth_host_up`), whatever the call's result.
+        super::liveness::record(&self.name, &result);
         result
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod events;
+pub mod liveness;
 pub mod ops;
 pub mod ssh;
 

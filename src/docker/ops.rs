@@ -61,6 +61,12 @@ pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError
     Ok(HostObservation { reachable: true, containers, networks })
 }
 
+/// `/_ping`, outside [`HostClient::call`]: a host whose eight call slots are taken by slow stops
+/// is busy, not down, so liveness must not queue behind them. The caller bounds the wait.
+pub async fn ping(client: &HostClient) -> Result<(), DockerError> {
+    client.docker.ping().await.map(|_| ()).map_err(|e| DockerError::from_bollard(&client.name, "ping", e))
+}
+
 /// Docker's state word (`running`, `exited`, ...), as both the list and the inspect call give it.
 fn state_of(state: Option<impl std::fmt::Display>) -> ContainerState {
     match state.map(|s| s.to_string()).as_deref() {
