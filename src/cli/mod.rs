@@ -433,6 +433,10 @@ async fn check_against_store(store: &Store, batch: &[Resource]) -> Result<(), Fa
             }
         }
     }
+    // A warning, not a refusal: the apps beyond a full pool report it in their status.
+    for warning in spec::pool_warnings(&hosts, &others).iter().filter(|_| errors.is_empty()) {
+        eprintln!("warning: {warning}");
+    }
     if errors.is_empty() {
         Ok(())
     } else {

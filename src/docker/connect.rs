@@ -7,7 +7,7 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio::sync::Semaphore;
 
-use crate::spec::{parse_endpoint, Endpoint, Host};
+use crate::spec::{parse_endpoint, AddressPool, Endpoint, Host};
 
 /// Bound on every single Docker API call, so a hung daemon never hangs a converge.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,6 +77,11 @@ pub struct HostClient {
     pub name: String,
     pub docker: Docker,
     permits: Arc<Semaphore>,
+    /// Where this host's app networks take their subnets from (the Host's `spec.network`, parsed).
+    pub pool: AddressPool,
+    /// Held while a subnet is chosen and its network created, so two converges (two apps) on one
+    /// host never pick the same free subnet; shared by every clone, like the client.
+    pub(crate) network_lock: Arc<tokio::sync::Mutex<()>>,
     /// The SSH forward of an `ssh://` host, alive as long as any clone of this client.
     _tunnel: Option<Arc<super::ssh::SshTunnel>>,
 }
@@ -111,6 +116,8 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
     let version = bollard::API_DEFAULT_VERSION;
     let secs = CALL_TIMEOUT.as_secs();
     let mut tunnel = None;
+    let pool = AddressPool::of_host(&host.spec)
+        .map_err(|(path, e)| DockerError::new(name, "connect", format!("{path}: {e}")))?;
     // The spec's own parser picks the transport, so connect and validation can never disagree.
     let parsed = parse_endpoint(endpoint).map_err(|e| DockerError::new(name, "connect", e))?;
     let docker = match parsed {
@@ -165,5 +172,12 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
             ))
         }
     };
-    Ok(HostClient { name: name.clone(), docker, permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)), _tunnel: tunnel })
+    Ok(HostClient {
+        name: name.clone(),
+        docker,
+        permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        pool,
+        network_lock: Arc::new(tokio::sync::Mutex::new(())),
+        _tunnel: tunnel,
+    })
 }

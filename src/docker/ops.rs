@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType,
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Ipam, IpamConfig, Mount, MountType,
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
@@ -20,6 +20,7 @@ use crate::plan::{
     ContainerState, DesiredContainer, Health, HostObservation, ObservedContainer, ObservedNetwork, Protocol,
     RestartPolicy, VolumeMount,
 };
+use crate::spec::Subnet;
 
 /// Seconds Docker waits for a graceful stop before it kills.
 const STOP_GRACE_SECS: i32 = 10;
@@ -134,18 +135,74 @@ pub async fn pull(client: &HostClient, image: &str) -> Result<bool, DockerError>
     }
 }
 
-/// Creates the app's labelled bridge network; an existing one of that name is accepted.
-pub async fn create_network(client: &HostClient, name: &str, net_labels: &BTreeMap<String, String>) -> Result<(), DockerError> {
-    let request = NetworkCreateRequest {
-        name: name.to_string(),
-        driver: Some("bridge".into()),
-        labels: Some(net_labels.clone().into_iter().collect()),
-        ..Default::default()
-    };
-    match client.call(&format!("create network {name}"), client.docker.create_network(request)).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.status == Some(409) => Ok(()),
-        Err(e) => Err(e),
+/// How often a create is tried again after Docker said the chosen subnet overlaps another network:
+/// only a network made meanwhile by someone outside this process (another berth, a person) does that.
+const SUBNET_RACES: usize = 5;
+
+/// One network on a host and its IPv4 subnets, as the list call reports them.
+#[derive(Debug, Clone)]
+pub struct NetworkSubnets {
+    pub name: String,
+    pub subnets: Vec<Subnet>,
+}
+
+/// Every network on the host, berth's or anyone's, with its IPv4 subnets (IPv6 ones are skipped).
+pub async fn network_subnets(client: &HostClient) -> Result<Vec<NetworkSubnets>, DockerError> {
+    let listed = client.call("list networks", client.docker.list_networks(None::<ListNetworksOptions>)).await?;
+    Ok(listed
+        .into_iter()
+        .map(|n| NetworkSubnets {
+            name: n.name.unwrap_or_default(),
+            subnets: n
+                .ipam
+                .and_then(|i| i.config)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c.subnet.as_deref().and_then(Subnet::parse))
+                .collect(),
+        })
+        .collect())
+}
+
+/// Creates the app's labelled bridge network with a subnet from the host's address pool; an existing
+/// network of that name is accepted as it is (it keeps its subnet). One choice at a time per host
+/// (the client's network lock, shared by every converge of this process); Docker refusing an
+/// overlapping subnet (someone else took it meanwhile) means look and choose again.
+pub async fn create_network(
+    client: &HostClient,
+    name: &str,
+    net_labels: &BTreeMap<String, String>,
+) -> Result<(), DockerError> {
+    let _one_at_a_time = client.network_lock.lock().await;
+    let op = format!("create network {name}");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let networks = network_subnets(client).await?;
+        if networks.iter().any(|n| n.name == name) {
+            return Ok(());
+        }
+        let used: Vec<Subnet> = networks.into_iter().flat_map(|n| n.subnets).collect();
+        let subnet = client.pool.choose(&used).map_err(|e| DockerError::new(&client.name, &op, e.to_string()))?;
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(net_labels.clone().into_iter().collect()),
+            ipam: Some(Ipam {
+                driver: Some("default".into()),
+                config: Some(vec![IpamConfig { subnet: Some(subnet.to_string()), ..Default::default() }]),
+                options: None,
+            }),
+            ..Default::default()
+        };
+        match client.call(&op, client.docker.create_network(request)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.status == Some(409) => return Ok(()),
+            Err(e) if e.message.contains("overlaps") && attempt < SUBNET_RACES => {
+                tracing::debug!(host = %client.name, network = name, %subnet, "subnet taken meanwhile, choosing again");
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
