@@ -187,7 +187,7 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
             }
             last_line = line;
         }
-        if let Some(s) = status.filter(|s| s.settled_for(generation, app.value.repin_requested_at())) {
+        if let Some(s) = status.filter(|s| s.settled_for(&app.value)) {
             if let Some(pb) = &bar {
                 pb.finish_and_clear();
             }
@@ -237,10 +237,16 @@ fn progress_line(name: &str, namespace: &str, s: &AppStatus, generation: i64) ->
             }
         })
         .collect();
-    format!(
+    let mut line = format!(
         "app/{name} -n {namespace}: {} (generation {}/{generation}) {}",
         s.phase,
         s.observed_generation,
         hosts.join(" · ")
-    )
+    );
+    // What the operator is waiting for (a health gate, a host), in the status's own words.
+    if s.phase != Phase::Ready && !s.message.is_empty() {
+        line.push_str(" — ");
+        line.push_str(&s.message);
+    }
+    line
 }

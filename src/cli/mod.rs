@@ -166,6 +166,16 @@ pub enum Command {
         /// Name of this operator in the leader key (default: hostname-pid).
         #[arg(long)]
         identity: Option<String>,
+        /// After SIGTERM, how long in-flight reconciles may take to stop (health waits end at once;
+        /// a Docker call under way finishes) before the lease is released anyway.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+        shutdown_grace: std::time::Duration,
+    },
+    /// Rollouts of an App: `berth rollout retry` attempts a generation whose rollout was rolled back
+    /// once more (berth never retries one on its own; a new spec is a new attempt too).
+    Rollout {
+        #[command(subcommand)]
+        what: RolloutWhat,
     },
     /// Resolve an App's image tags again: a tag that moved in the registry rolls out (rolling, as any
     /// replace); an unmoved one changes nothing. Pins otherwise last while the spec's reference does.
@@ -188,6 +198,23 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
         /// Follow the status until it is Ready for the App's current generation (or fails).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+        timeout: std::time::Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutWhat {
+    /// Attempt the App's current generation again after a failed (rolled back) rollout; sets the
+    /// annotation berth.dev/rollout-retry-requested-at, which a GitOps repository may set too.
+    Retry {
+        name: String,
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Then follow the App until the operator reports it Ready (or the attempt fails).
         #[arg(long)]
         wait: bool,
         /// How long --wait waits.
@@ -304,7 +331,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::wait_ready(&store, &name, &namespace, timeout).await
         }
         Command::Status { name, namespace, output, .. } => commands::status(&cli.global, &name, &namespace, output).await,
-        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity } => {
+        Command::Rollout { what: RolloutWhat::Retry { name, namespace, wait, timeout } } => {
+            let store = connect(&cli.global).await?;
+            let at = store.request_rollout_retry(&namespace, &name).await?;
+            println!("app/{name} -n {namespace} rollout retry requested at {at}");
+            if wait {
+                commands::wait_ready(&store, &name, &namespace, timeout).await?;
+            }
+            Ok(())
+        }
+        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity, shutdown_grace } => {
             let identity = identity.unwrap_or_else(default_identity);
             let cfg = crate::controller::operator::OperatorConfig {
                 concurrency,
@@ -312,7 +348,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 lease_ttl,
                 metrics_addr,
                 identity,
-                shutdown_grace: std::time::Duration::from_secs(30),
+                shutdown_grace,
             };
             let store = connect(&cli.global).await?;
             let (tx, rx) = tokio::sync::watch::channel(false);

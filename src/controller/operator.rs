@@ -62,6 +62,8 @@ struct Shared {
     /// Hosts whose Docker event stream is connected (their view of containers is current).
     hosts_synced: Mutex<BTreeMap<String, bool>>,
     stopping: AtomicBool,
+    /// Turns true on SIGTERM: closes every reconcile's gate, so health waits end at once.
+    stop: watch::Receiver<bool>,
 }
 
 impl Readiness for Shared {
@@ -97,14 +99,18 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
         leadership,
         hosts_synced: Mutex::new(BTreeMap::new()),
         stopping: AtomicBool::new(false),
+        stop: shutdown.clone(),
     });
     let server = metrics::server::serve(cfg.metrics_addr, shared.clone(), shutdown.clone()).await?;
     info!(addr = %cfg.metrics_addr, identity = %cfg.identity, "operator starting");
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    // The lease is released only once in-flight reconciles are done (and their status written), so
+    // a standby never starts acting beside a reconcile that still runs.
+    let (release_tx, release_rx) = watch::channel(false);
+    let campaign = tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, release_rx));
     let tasks = vec![
         tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())),
-        tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, shutdown.clone())),
         tokio::spawn(dispatch(shared.clone(), changes_rx)),
         tokio::spawn(on_leadership(shared.clone())),
         tokio::spawn(resync(shared.clone(), cfg.resync, shutdown.clone())),
@@ -114,14 +120,16 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
 
     let mut sd = shutdown.clone();
     let _ = sd.wait_for(|s| *s).await;
-    info!("shutting down: no new work; waiting for in-flight reconciles");
+    // The gates of running reconciles closed with the same signal: waits end, no new action starts.
+    info!("shutting down: no new work; in-flight reconciles stop at their next step");
     shared.stopping.store(true, Ordering::SeqCst);
     shared.queue.close();
     let drained = tokio::time::timeout(cfg.shutdown_grace, futures::future::join_all(workers)).await;
     if drained.is_err() {
         warn!(grace = ?cfg.shutdown_grace, "in-flight reconciles did not finish in time");
     }
-    // The leader task revokes the lease when it sees the shutdown.
+    let _ = release_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), campaign).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
     let _ = server.await;
     info!("operator stopped");
@@ -414,7 +422,7 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
     let hosts = shared.reflector.hosts();
     let started = Instant::now();
     let m = metrics::global();
-    let gate = engine::Gate::leader(shared.leadership.clone(), lease);
+    let gate = engine::Gate::leader(shared.leadership.clone(), lease, shared.stop.clone());
     let result = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate).instrument(span).await;
     m.reconcile_duration.with_label_values(&[name, ns]).observe(started.elapsed().as_secs_f64());
     match result {
@@ -432,7 +440,7 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
             if !ready {
                 let reason = match status.phase {
                     Phase::Blocked => "blocked",
-                    _ if status.message.contains("rolled back") => "rollback",
+                    _ if status.rollout_failure.is_some() => "rollback",
                     _ if status.hosts.values().any(|h| !h.reachable) => "host_unreachable",
                     _ => "docker",
                 };
@@ -448,7 +456,9 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
                 m.pruned_containers.with_label_values(&[name, ns]).inc_by(*n);
             }
             m.set_containers(name, ns, container_rows(&outcome.status));
-            ready
+            // A failed rollout held at its last Ready generation has nothing to retry: backing off
+            // and trying again is exactly what would take the healthy containers down again.
+            outcome.settled
         }
         Err(e) => {
             warn!(app = %name, namespace = %ns, error = %e, "reconcile failed on the store");

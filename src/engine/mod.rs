@@ -297,6 +297,9 @@ pub async fn converge_gated(
         info!(app = %name, namespace = %ns, "app deleted: containers removed, keys removed");
     } else {
         store.put_status(&ns, &name, &status).await?;
+        if run.interrupted {
+            info!(app = %name, namespace = %ns, "converge interrupted: status written, the next leader carries on");
+        }
     }
     timings.mark("status-write");
     tracing::debug!(app = %name, namespace = %ns, steps = %timings, "converge timings");
@@ -824,7 +827,10 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => last = e.to_string(),
             }
-            let handle = wait.get_or_insert_with(|| self.progress.start_wait(what.clone(), self.health_timeout));
+            let handle = wait.get_or_insert_with(|| {
+                info!(app = %self.app.metadata.name, namespace = %self.app.namespace(), "waiting for {what} to turn healthy");
+                self.progress.start_wait(what.clone(), self.health_timeout)
+            });
             handle.update(last.split(':').next().unwrap_or_default());
             if Instant::now() >= deadline {
                 let why = format!(

@@ -245,13 +245,24 @@ impl Store {
     /// [`crate::spec::REPIN_ANNOTATION`] to now and returns that value, which the status echoes once
     /// the new pins are in use. The spec and its generation stay as they are.
     pub async fn request_repin(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
+        self.request(namespace, name, crate::spec::REPIN_ANNOTATION).await
+    }
+
+    /// Asks the operator to attempt a generation whose rollout was rolled back once more (`berth
+    /// rollout retry`): sets [`crate::spec::ROLLOUT_RETRY_ANNOTATION`] to now and returns that value.
+    pub async fn request_rollout_retry(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
+        self.request(namespace, name, crate::spec::ROLLOUT_RETRY_ANNOTATION).await
+    }
+
+    /// Sets a request annotation to now (any new value is a new request) on an App not being deleted.
+    async fn request(&self, namespace: &str, name: &str, annotation: &str) -> Result<String, StoreError> {
         // Nanoseconds, so two requests within one second are still two requests.
         let token = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         self.update_app(namespace, name, |app| {
             if app.metadata.deletion_timestamp.is_some() {
                 return Err(StoreError::Refused(format!("app/{name} -n {namespace} is being deleted")));
             }
-            app.metadata.annotations.insert(crate::spec::REPIN_ANNOTATION.to_string(), token.clone());
+            app.metadata.annotations.insert(annotation.to_string(), token.clone());
             Ok(true)
         })
         .await?;
@@ -357,7 +368,11 @@ impl Store {
         let key = self.keys.app(namespace, name);
         self.fenced_txn(
             vec![Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_revision)],
-            vec![TxnOp::delete(key.as_str(), None), TxnOp::delete(self.keys.status(namespace, name), None)],
+            vec![
+                TxnOp::delete(key.as_str(), None),
+                TxnOp::delete(self.keys.status(namespace, name), None),
+                TxnOp::delete(self.keys.last_ready(namespace, name), None),
+            ],
         )
         .await
     }
@@ -377,6 +392,17 @@ impl Store {
 
     pub async fn get_status<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Result<Option<T>, StoreError> {
         Ok(self.get_json(&self.keys.status(namespace, name)).await?.map(|v| v.value))
+    }
+
+    /// Records an App's last Ready generation (any shape the engine owns), fenced like the status.
+    pub async fn put_last_ready<T: Serialize>(&self, namespace: &str, name: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(value).expect("last ready always serializes");
+        self.fenced_txn(Vec::new(), vec![TxnOp::put(self.keys.last_ready(namespace, name), body, None)]).await?;
+        Ok(())
+    }
+
+    pub async fn get_last_ready<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.get_json(&self.keys.last_ready(namespace, name)).await?.map(|v| v.value))
     }
 }
 
