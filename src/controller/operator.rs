@@ -296,6 +296,10 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                                     }
                                 } else {
                                     warn!(host = %name, "host does not answer; its event stream is not trusted");
+                                    // Their status should say so (and BerthAppNotReady fire) without a resync.
+                                    for key in all_keys(&shared) {
+                                        shared.queue.add_if_idle(key);
+                                    }
                                 }
                             }
                             continue;

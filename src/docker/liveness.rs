@@ -7,10 +7,10 @@
 //! answer, even an HTTP error, means up at once; a real call without an answer means down at once;
 //! pings must fail twice in a row, so one slow answer on a busy machine does not flap the host.
 //!
-//! Only hosts the operator [`track`]s are recorded: a one-shot `berth converge` has no pinger to
-//! bring a host back, and a reconcile still in flight must not resurrect a deleted host's series.
+//! A host the operator [`forget`]s (it left the store) records nothing until it is [`track`]ed again,
+//! so a reconcile still in flight cannot resurrect a deleted host's series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -34,34 +34,54 @@ struct Entry {
     failed_pings: u32,
 }
 
-fn table() -> &'static Mutex<HashMap<String, Entry>> {
-    static TABLE: OnceLock<Mutex<HashMap<String, Entry>>> = OnceLock::new();
-    TABLE.get_or_init(Default::default)
+/// Every host with an outcome, and the hosts that left the store.
+#[derive(Default)]
+struct Table {
+    hosts: HashMap<String, Entry>,
+    gone: HashSet<String>,
 }
 
-/// Starts recording outcomes for a host (the operator knows it); nothing is known of it yet.
+impl Table {
+    fn entry(&mut self, host: &str) -> Option<&mut Entry> {
+        if self.gone.contains(host) {
+            return None;
+        }
+        let new = || Entry { up: watch::channel(None).0, failed_pings: 0 };
+        Some(self.hosts.entry(host.to_string()).or_insert_with(new))
+    }
+}
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE.get_or_init(Default::default).lock().expect("liveness lock")
+}
+
+/// The operator follows this host (again): its outcomes count, even after a [`forget`].
 pub fn track(host: &str) {
-    let mut t = table().lock().expect("liveness lock");
-    t.entry(host.to_string()).or_insert_with(|| Entry { up: watch::channel(None).0, failed_pings: 0 });
+    let mut t = table();
+    t.gone.remove(host);
+    t.entry(host);
 }
 
-/// Stops tracking a host that left the store, and drops its `berth_host_up` series.
+/// The host left the store: its outcomes stop counting and its `berth_host_up` series goes.
 pub fn forget(host: &str) {
-    table().lock().expect("liveness lock").remove(host);
+    let mut t = table();
+    t.hosts.remove(host);
+    t.gone.insert(host.to_string());
     let _ = crate::metrics::global().host_up.remove_label_values(&[host]);
 }
 
-/// Follows a tracked host's verdicts (`None` until the first outcome); untracked hosts read `None`.
+/// Follows a host's verdicts (`None` until the first outcome; a forgotten host's sender is gone).
 pub fn subscribe(host: &str) -> watch::Receiver<Option<bool>> {
-    match table().lock().expect("liveness lock").get(host) {
+    match table().entry(host) {
         Some(e) => e.up.subscribe(),
         None => watch::channel(None).1,
     }
 }
 
-/// Whether a tracked host is known not to answer right now.
+/// Whether a host is known not to answer right now.
 pub fn is_down(host: &str) -> bool {
-    table().lock().expect("liveness lock").get(host).is_some_and(|e| *e.up.borrow() == Some(false))
+    table().hosts.get(host).is_some_and(|e| *e.up.borrow() == Some(false))
 }
 
 /// The error a converge reports for a host it does not wait on because it is down.
@@ -88,8 +108,8 @@ pub fn record<T>(host: &str, outcome: &Result<T, DockerError>) {
 
 /// Applies one outcome; `ping` failures count towards [`PINGS_TO_FAIL`].
 fn set(host: &str, answered: bool, ping: bool) {
-    let mut t = table().lock().expect("liveness lock");
-    let Some(e) = t.get_mut(host) else { return };
+    let mut t = table();
+    let Some(e) = t.entry(host) else { return };
     let verdict = if answered {
         e.failed_pings = 0;
         true
@@ -114,12 +134,12 @@ where
     Fut: Future<Output = Result<(), DockerError>>,
 {
     loop {
-        let started = tokio::time::Instant::now();
+        // Not counted in `berth_docker_request_*`: those count the work converges cause (a no-op
+        // resync makes none), and a ping's news is `berth_host_up`.
         let outcome = match tokio::time::timeout(PING_TIMEOUT, ping()).await {
             Ok(r) => r,
             Err(_) => Err(not_answering(host)),
         };
-        crate::metrics::global().docker_call(host, "ping", started.elapsed(), answered(&outcome));
         set(host, answered(&outcome), true);
         tokio::time::sleep(PING_EVERY).await;
     }
@@ -250,18 +270,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn untracked_and_forgotten_hosts_record_nothing() {
+    async fn a_forgotten_host_records_nothing_until_it_is_tracked_again() {
         let h = host("gone");
-        record(&h, &Ok::<(), DockerError>(()));
-        assert_eq!(*subscribe(&h).borrow(), None);
-        track(&h);
-        record::<()>(&h, &Err(DockerError::new(&h, "list containers", "refused")));
+        let refused = || Err::<(), _>(DockerError::new(&h, "list containers", "refused"));
+        // A call before the operator's watcher started counts already.
+        record(&h, &refused());
         assert!(is_down(&h));
         forget(&h);
         assert!(!is_down(&h), "forgotten");
-        record::<()>(&h, &Err(DockerError::new(&h, "list containers", "refused")));
+        record(&h, &refused());
         assert!(!is_down(&h), "a reconcile in flight does not bring a deleted host back");
         let series = crate::metrics::global().render();
         assert!(!series.contains(&format!("host=\"{h}\"")), "the host_up series of a forgotten host is left");
+        track(&h);
+        record(&h, &refused());
+        assert!(is_down(&h), "a host added again counts again");
     }
 }
