@@ -3,6 +3,8 @@
 //! Every test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod events;
+pub mod outage;
 pub mod ports;
 pub mod run;
 pub mod specs;

@@ -145,7 +145,7 @@ pub fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed")
 }
 
-fn describe(cmd: &str, out: &Output) -> String {
+pub(super) fn describe(cmd: &str, out: &Output) -> String {
     format!(
         "`{cmd}` exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
         out.status,
@@ -159,13 +159,9 @@ fn start() -> Result<Testbed, String> {
     // `up` repairs whatever is down, including a host another test process stopped on purpose:
     // wait for such outages to end (best effort: no lock before the bed's parent dir exists).
     let dir = std::env::var("BERTH_TESTBED_DIR").unwrap_or_else(|_| "/tmp/berth-testbed".into());
-    let _no_outage = open_lock(&PathBuf::from(format!("{}.hosts.lock", dir.trim_end_matches('/'))))
-        .ok()
-        .map(|f| lock(f, LOCK_SH));
-    let out = Command::new(&script)
-        .arg("up")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let _no_outage =
+        open_lock(&PathBuf::from(format!("{}.hosts.lock", dir.trim_end_matches('/')))).ok().map(|f| lock(f, LOCK_SH));
+    let out = Command::new(&script).arg("up").output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     if !out.status.success() {
         return Err(describe(&format!("{} up", script.display()), &out));
     }
@@ -177,8 +173,7 @@ fn start() -> Result<Testbed, String> {
         .find(|l| !l.trim().is_empty())
         .map(|l| PathBuf::from(l.trim()))
         .ok_or_else(|| describe("scripts/testbed up printed no path", &out))?;
-    let text = std::fs::read_to_string(&json_path)
-        .map_err(|e| format!("cannot read {}: {e}", json_path.display()))?;
+    let text = std::fs::read_to_string(&json_path).map_err(|e| format!("cannot read {}: {e}", json_path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("bad {}: {e}\n{text}", json_path.display()))
 }
 
@@ -194,13 +189,10 @@ impl Testbed {
     }
 
     pub fn host(&self, name: &str) -> &TestHost {
-        self.hosts
-            .iter()
-            .find(|h| h.name == name)
-            .unwrap_or_else(|| {
-                let names: Vec<_> = self.hosts.iter().map(|h| h.name.as_str()).collect();
-                panic!("no test host {name:?}; the bed has {names:?}")
-            })
+        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| {
+            let names: Vec<_> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+            panic!("no test host {name:?}; the bed has {names:?}")
+        })
     }
 
     pub fn host_names(&self) -> Vec<&str> {
@@ -210,12 +202,7 @@ impl Testbed {
     /// `/usr/bin/docker -H unix://… ARGS` against `host`'s daemon.
     pub fn docker(&self, host: &str, args: &[&str]) -> Output {
         let h = self.host(host);
-        docker_cmd()
-            .arg("-H")
-            .arg(&h.unix)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
+        docker_cmd().arg("-H").arg(&h.unix).args(args).output().unwrap_or_else(|e| panic!("cannot run {DOCKER}: {e}"))
     }
 
     /// Like [`Testbed::docker`], but panics (with stdout/stderr) unless it succeeds; returns
@@ -223,10 +210,7 @@ impl Testbed {
     pub fn docker_ok(&self, host: &str, args: &[&str]) -> String {
         let out = self.docker(host, args);
         if !out.status.success() {
-            panic!(
-                "{}",
-                describe(&format!("docker -H {host} {}", args.join(" ")), &out)
-            );
+            panic!("{}", describe(&format!("docker -H {host} {}", args.join(" ")), &out));
         }
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
@@ -261,28 +245,7 @@ impl Testbed {
 
     /// Removes the container (`docker rm -f -v`) when the returned guard drops.
     pub fn container(&self, host: &str, name: &str) -> Container {
-        Container {
-            host: host.to_string(),
-            name: name.to_string(),
-        }
-    }
-
-    /// Container events (`docker events`) on `host` carrying `label` between two unix times, as
-    /// `ACTION NAME`, with health-check execs left out: every event that changes what a container
-    /// list shows.
-    pub fn state_events(&self, host: &str, label: &str, since: f64, until: f64) -> Vec<String> {
-        let (since, until, label) = (format!("{since:.3}"), format!("{until:.3}"), format!("label={label}"));
-        let format = "{{.Action}} {{.Actor.Attributes.name}}";
-        let args = ["events", "--since", &since, "--until", &until, "--filter", "type=container", "--filter", &label];
-        let out = self.docker_ok(host, &[&args[..], &["--format", format]].concat());
-        out.lines().filter(|l| !l.starts_with("exec_")).map(String::from).collect()
-    }
-
-    /// [`Testbed::state_events`] without health-status events: the container lifecycle alone.
-    pub fn lifecycle_events(&self, host: &str, label: &str, since: f64, until: f64) -> Vec<String> {
-        let mut events = self.state_events(host, label, since, until);
-        events.retain(|l| !l.starts_with("health_status"));
-        events
+        Container { host: host.to_string(), name: name.to_string() }
     }
 
     /// An app image of one test's own: v1 plus a label (so its own image id), in a repository named
@@ -310,10 +273,7 @@ impl Testbed {
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.script.display()));
         if !out.status.success() {
-            panic!(
-                "{}",
-                describe(&format!("scripts/testbed {}", args.join(" ")), &out)
-            );
+            panic!("{}", describe(&format!("scripts/testbed {}", args.join(" ")), &out));
         }
         out
     }
@@ -348,25 +308,15 @@ impl Testbed {
     /// this test process or in any other one using the same bed.
     pub fn shared(&self) -> SharedHosts {
         let lock = HOSTS.read().unwrap_or_else(|e| e.into_inner());
-        SharedHosts {
-            _file: self.hosts_lock(LOCK_SH),
-            _lock: lock,
-        }
+        SharedHosts { _file: self.hosts_lock(LOCK_SH), _lock: lock }
     }
 
-    /// Stops `host` (hard) once every [`Testbed::shared`] holder is done (in every test process),
-    /// and starts it again when the guard drops, even if the test panics. Don't call it while
-    /// holding [`Testbed::shared`] yourself: that deadlocks.
-    pub fn outage(&self, host: &str) -> Outage<'_> {
+    /// Every host to this test alone, once every [`Testbed::shared`] holder is done (in every test
+    /// process): what [`Testbed::outage`] and [`Testbed::freeze_host`] hold while a host is down.
+    /// Don't call it while holding [`Testbed::shared`] yourself: that deadlocks.
+    pub(super) fn exclusive(&self) -> Exclusive {
         let lock = HOSTS.write().unwrap_or_else(|e| e.into_inner());
-        let file = self.hosts_lock(LOCK_EX);
-        self.stop_host(host);
-        Outage {
-            tb: self,
-            host: host.to_string(),
-            _file: file,
-            _lock: lock,
-        }
+        Exclusive { _file: self.hosts_lock(LOCK_EX), _lock: lock }
     }
 
     /// `flock` on `$BERTH_TESTBED_DIR.hosts.lock` (outside the dir, which `down` deletes): several
@@ -414,12 +364,7 @@ pub struct SharedHosts {
 fn docker_cmd() -> Command {
     let mut c = Command::new(DOCKER);
     // Only our -H decides which daemon answers.
-    for v in [
-        "DOCKER_HOST",
-        "DOCKER_CONTEXT",
-        "DOCKER_TLS_VERIFY",
-        "DOCKER_CERT_PATH",
-    ] {
+    for v in ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"] {
         c.env_remove(v);
     }
     c
@@ -439,38 +384,17 @@ impl Drop for Container {
     }
 }
 
-/// A host taken down by [`Testbed::outage`]; started again on drop.
-pub struct Outage<'a> {
-    tb: &'a Testbed,
-    host: String,
+/// No other test uses the hosts while this lives (see [`Testbed::exclusive`]).
+pub struct Exclusive {
     _file: std::fs::File,
     _lock: RwLockWriteGuard<'static, ()>,
-}
-
-impl Drop for Outage<'_> {
-    fn drop(&mut self) {
-        let out = Command::new(&self.tb.script)
-            .args(["start-host", &self.host])
-            .env("BERTH_TESTBED_DIR", &self.tb.dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) if !std::thread::panicking() => panic!("{}", describe("start-host", &o)),
-            Ok(o) => eprintln!("{}", describe("start-host", &o)),
-            Err(e) => eprintln!("cannot run start-host: {e}"),
-        }
-    }
 }
 
 /// A name no other test (in this process or another test binary) uses: `PREFIX-PID-N`.
 /// Valid as a container, network, volume or app name.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 pub fn secs(n: u64) -> Duration {
@@ -485,10 +409,7 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<(u16, String
     let mut s = TcpStream::connect_timeout(&addr, secs(3))?;
     s.set_read_timeout(Some(secs(5)))?;
     s.set_write_timeout(Some(secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -497,12 +418,7 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<(u16, String
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("not HTTP: {head:?}"),
-            )
-        })?;
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not HTTP: {head:?}")))?;
     Ok((status, body.to_string()))
 }
 
