@@ -106,7 +106,7 @@ spec:
     // The accessory answers under its own name on the app network (busybox's own resolver: the
     // image's static wget cannot resolve names, so it is given the address).
     let answer = tb.docker_ok(&host.name, &["exec", web_id, "busybox", "nslookup", "db_main", "127.0.0.11"]);
-    let ip = answer.lines().filter_map(|l| l.strip_prefix("Address: ")).last();
+    let ip = answer.lines().filter_map(|l| l.strip_prefix("Address: ")).next_back();
     let ip = ip.unwrap_or_else(|| panic!("db_main does not resolve:\n{answer}")).trim().to_string();
     let got = tb.docker_ok(&host.name, &["exec", web_id, "wget", "-q", "-O", "-", &format!("http://{ip}/")]);
     assert_eq!(got.trim(), "accessory", "db_main at {ip}");
