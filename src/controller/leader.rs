@@ -60,12 +60,7 @@ pub async fn campaign(store: Store, identity: String, ttl: Duration, tx: watch::
             let renewed = tokio::select! {
                 r = tokio::time::timeout(ttl / 3, renew) => r,
                 _ = shutdown.changed() => {
-                    if leading {
-                        let _ = tx.send(None);
-                        crate::metrics::global().leader.set(0);
-                    }
-                    let _ = client.lease_revoke(lease).await;
-                    info!("lease released");
+                    release(&mut client, lease, leading, &tx).await;
                     return;
                 }
             };
@@ -85,7 +80,22 @@ pub async fn campaign(store: Store, identity: String, ttl: Duration, tx: watch::
             // A standby looks more often than it renews, so it takes over soon after the old lease expires.
             let pause = if leading { ttl / 3 } else { (ttl / 3).min(Duration::from_secs(1)) };
             tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.changed() => {} }
+            if *shutdown.borrow() {
+                // Seen during the pause: release now rather than after another renewal.
+                release(&mut client, lease, leading, &tx).await;
+                return;
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Steps down and revokes the lease, so a standby takes over at once instead of after the TTL.
+async fn release(client: &mut etcd_client::Client, lease: i64, leading: bool, tx: &watch::Sender<Option<i64>>) {
+    if leading {
+        let _ = tx.send(None);
+        crate::metrics::global().leader.set(0);
+    }
+    let _ = client.lease_revoke(lease).await;
+    info!("lease released");
 }

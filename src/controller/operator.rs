@@ -109,7 +109,7 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     // a standby never starts acting beside a reconcile that still runs.
     let (release_tx, release_rx) = watch::channel(false);
     let campaign = tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, release_rx));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())),
         tokio::spawn(dispatch(shared.clone(), changes_rx)),
         tokio::spawn(on_leadership(shared.clone())),
@@ -130,7 +130,11 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     }
     let _ = release_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), campaign).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(tasks)).await;
+    // The rest stop with the shutdown signal or hold nothing worth a goodbye (dispatch, leadership).
+    let _ = tokio::time::timeout(Duration::from_secs(1), futures::future::join_all(tasks.iter_mut())).await;
+    for t in &tasks {
+        t.abort();
+    }
     let _ = server.await;
     info!("operator stopped");
     Ok(())

@@ -234,10 +234,17 @@ pub async fn converge_gated(
                     // While health gates wait, the status says what for (and Blocked the moment one gives up).
                     let done = tokio::sync::Notify::new();
                     let (pinned, prev, ns, name) = (run.images.clone(), previous.as_ref(), &ns, &name);
+                    // A status already settled for this very App (Blocked, Degraded) is not turned back into
+                    // Progressing while the same gate is checked again: only a new verdict replaces it.
+                    let settled_before = prev.is_some_and(|p| p.settled_for(spec_app) && p.phase != Phase::Ready);
                     let report = progress.report(&done, |phase, reason, message| {
                         let interim =
                             progress::interim(prev, spec_app, &pinned, failure.as_ref(), (phase, reason, message));
+                        let write = !(settled_before && phase == Phase::Progressing);
                         async move {
+                            if !write {
+                                return;
+                            }
                             if let Err(e) = store.put_status(ns, name, &interim).await {
                                 warn!(error = %e, "cannot write the progress status");
                             }
@@ -487,10 +494,10 @@ impl<'a> Run<'a> {
         let this: &Run = self;
         let gates: BTreeSet<(String, String)> =
             plan.roles.iter().flat_map(|r| r.waits_for.iter().cloned()).collect();
-        let gate_results: BTreeMap<(String, String), Result<(), String>> =
+        let gate_results: BTreeMap<(String, String), Result<(), WaitFailure>> =
             join_all(gates.into_iter().map(|(host, container)| async move {
                 let r = this.wait_ready_by_name(&host, &container).await;
-                if let Err(e) = &r {
+                if let Err(e @ WaitFailure::Failed(_)) = &r {
                     // Say Blocked now, not when every other role is done.
                     for step in plan.roles.iter().filter(|s| s.waits_for.contains(&(host.clone(), container.clone()))) {
                         this.progress.block(format!("role {} waits for {e}", step.role));
@@ -502,14 +509,17 @@ impl<'a> Run<'a> {
             .into_iter()
             .collect();
         let role_results = join_all(plan.roles.iter().map(|step| {
-            let failed: Vec<String> = step
-                .waits_for
-                .iter()
-                .filter_map(|k| gate_results.get(k).and_then(|r| r.as_ref().err()).cloned())
-                .collect();
+            let failures = step.waits_for.iter().filter_map(|k| gate_results.get(k).and_then(|r| r.as_ref().err()));
+            let (cut, failed): (Vec<&WaitFailure>, Vec<&WaitFailure>) =
+                failures.partition(|f| matches!(f, WaitFailure::Interrupted(_)));
             async move {
                 if !failed.is_empty() {
-                    return RoleResult::Blocked(format!("role {} waits for {}", step.role, failed.join("; ")));
+                    let why: Vec<String> = failed.iter().map(|f| f.to_string()).collect();
+                    return RoleResult::Blocked(format!("role {} waits for {}", step.role, why.join("; ")));
+                }
+                if !cut.is_empty() {
+                    // The wait was cut short (shutdown, lost lease): not a verdict on the accessory.
+                    return RoleResult::Done(Done { interrupted: true, ..Done::default() });
                 }
                 let mut result = RoleResult::default();
                 for batch in &step.batches {
@@ -790,14 +800,14 @@ impl<'a> Run<'a> {
     }
 
     /// A gate: waits for an accessory's container unless this converge already saw that wait give up.
-    async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), String> {
+    async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), WaitFailure> {
         let known = self.failed_waits.lock().expect("failed waits").get(&(host.to_string(), container.to_string())).cloned();
         if let Some(e) = known {
-            return Err(e);
+            return Err(WaitFailure::Failed(e));
         }
         match self.clients.get(host) {
-            Some(c) => self.wait_ready(c, container, container).await.map_err(|e| e.to_string()),
-            None => Err(format!("{container} on {host}: host unreachable")),
+            Some(c) => self.wait_ready(c, container, container).await,
+            None => Err(WaitFailure::Failed(format!("{container} on {host}: host unreachable"))),
         }
     }
 
@@ -805,6 +815,15 @@ impl<'a> Run<'a> {
     /// last health output so a user sees why. The wait shows in the interim status while it lasts,
     /// and ends early (interrupted) when the gate closes.
     async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), WaitFailure> {
+        let cut_short = || {
+            WaitFailure::Interrupted(format!(
+                "wait for {name} on {} cut short: the operator is stopping or no longer leads",
+                c.name
+            ))
+        };
+        if !self.gate.is_open() {
+            return Err(cut_short());
+        }
         let what = match self.desired.iter().find(|d| d.name == name) {
             Some(d) => format!("{}/{} on {}", d.component.kind(), d.component.name(), c.name),
             None => format!("{name} on {}", c.name),
@@ -841,10 +860,7 @@ impl<'a> Run<'a> {
                 return Err(self.gave_up(c, name, why));
             }
             if !self.gate.is_open() {
-                return Err(WaitFailure::Interrupted(format!(
-                    "wait for {name} on {} cut short: the operator is stopping or no longer leads",
-                    c.name
-                )));
+                return Err(cut_short());
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }

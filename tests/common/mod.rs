@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod events;
+pub mod operator;
 pub mod outage;
 pub mod ports;
 pub mod run;
