@@ -260,6 +260,30 @@ impl Prometheus {
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Each rule group's last evaluation, as Prometheus stamps it (the time that evaluation started).
+    fn last_evaluations(&self) -> Vec<String> {
+        let groups = self.api("/api/v1/rules")["data"]["groups"].as_array().cloned().unwrap_or_default();
+        assert!(!groups.is_empty(), "prometheus loaded no rule group");
+        groups.iter().map(|g| g["lastEvaluation"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// Waits until every rule group was evaluated from start to end after this call: two new
+    /// evaluations each (the first may have started before the call).
+    fn wait_rules_evaluated(&self) {
+        let mut last = self.last_evaluations();
+        let mut seen = vec![0; last.len()];
+        let done = wait_until(secs(30), || {
+            for (i, now) in self.last_evaluations().into_iter().enumerate() {
+                if now != last[i] {
+                    seen[i] += 1;
+                    last[i] = now;
+                }
+            }
+            seen.iter().all(|n| *n >= 2)
+        });
+        assert!(done, "the rule groups were not evaluated twice in 30 s: {:?}", self.api("/api/v1/rules"));
+    }
+
     /// `/api/v1/alerts`: every pending and firing alert.
     fn alerts(&self) -> Vec<Value> {
         self.api("/api/v1/alerts")["data"]["alerts"].as_array().cloned().unwrap_or_default()
@@ -377,9 +401,10 @@ impl World {
     }
 
     /// How many `event` container events Docker recorded on `host` for the app's containers since
-    /// `since`; None while the host's dockerd does not answer.
+    /// `since`, up to a mark made now and seen in the host's event log; None while the host's dockerd
+    /// does not answer.
     fn docker_events(&self, host: &str, event: &str, since: f64) -> Option<usize> {
-        let until = unix_now() + 0.5;
+        let until = self.tb.events_mark(host);
         let out = self.tb.docker(
             host,
             &[
@@ -475,9 +500,15 @@ fn operator_metrics_pass_promtool_and_match_what_docker_saw() {
     let w = World::new(&["host1", "host2"]);
     w.wait_ready();
 
-    // (1) The endpoints.
-    let (code, body) = w.op().get("/metrics");
-    assert_eq!(code, 200);
+    // (1) The endpoints. The operator writes the status before it records the reconcile's metrics:
+    // the snapshot is the first one in which the app is Ready (a condition, not a moment).
+    let app_ready = [("app", w.app.as_str()), ("namespace", w.ns.as_str())];
+    let mut body = String::new();
+    let recorded = wait_until(secs(20), || {
+        body = w.op().get("/metrics").1;
+        select(&parse_exposition(&body), "berth_app_ready", &app_ready).iter().any(|s| s.value == 1.0)
+    });
+    assert!(recorded, "berth_app_ready never 1 for a Ready app:\n{body}");
     let (ok, lints) = promtool_check_metrics(&body);
     assert!(ok && lints.trim().is_empty(), "promtool check metrics found problems:\n{lints}\n--- /metrics ---\n{body}");
     let (code, health) = w.op().get("/healthz");
@@ -599,20 +630,26 @@ fn host_down_alert_fires_in_a_real_prometheus() {
     });
     assert!(scraped, "prometheus never scraped the operator: targets {}", prom.api("/api/v1/targets"));
 
-    // Every dashboard query is valid PromQL for this Prometheus; the main panels have data.
-    std::thread::sleep(secs(3)); // a few more scrapes, so rate() has two points
-    for (title, expr) in dashboard_queries() {
-        let result = prom.query(&expr);
-        let needs_data = ["Apps Ready", "App readiness", "Host up", "Container actions per host", "Work queue depth", "Leader", "Version"];
-        if needs_data.contains(&title.as_str()) {
-            assert!(!result.is_empty(), "dashboard panel {title:?}: no data for {expr}");
-        }
-    }
+    // Every dashboard query is valid PromQL for this Prometheus (each query checks); the main panels
+    // have data once there were scrapes enough for rate().
+    let needs_data =
+        ["Apps Ready", "App readiness", "Host up", "Container actions per host", "Work queue depth", "Leader", "Version"];
+    let mut empty = Vec::new();
+    let have_data = wait_until(secs(30), || {
+        empty = dashboard_queries()
+            .into_iter()
+            .filter(|(title, expr)| prom.query(expr).is_empty() && needs_data.contains(&title.as_str()))
+            .collect();
+        empty.is_empty()
+    });
+    assert!(have_data, "dashboard panels without data: {empty:#?}");
 
-    // Quiet while all is well.
-    std::thread::sleep(secs(3));
+    // Quiet while all is well: rules evaluated from start to end after this point hold no alert of
+    // these, not even pending (a true condition is pending at its first evaluation, firing 2 s later).
+    prom.wait_rules_evaluated();
     for name in ["BerthHostDown", "BerthAppNotReady", "BerthOperatorAbsent", "BerthNoLeader", "BerthGenerationLag"] {
-        assert!(prom.firing(name, &[]).is_empty(), "{name} fires while all is well: {:#?}", prom.alerts());
+        let alerts: Vec<Value> = prom.alerts().into_iter().filter(|a| a["labels"]["alertname"] == name).collect();
+        assert!(alerts.is_empty(), "{name} is pending or firing while all is well: {alerts:#?}");
     }
 
     // The host's dockerd dies: the operator's event stream for it breaks, berth_host_up goes 0,
