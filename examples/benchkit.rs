@@ -149,9 +149,8 @@ async fn wait_settled(store: &Store, ns: &str, name: &str, timeout: Duration) ->
     let deadline = Instant::now() + timeout;
     loop {
         let app = store.get_app(ns, name).await?.ok_or("app vanished")?;
-        let generation = app.value.metadata.generation.unwrap_or(0);
         if let Some(s) = store.get_status::<AppStatus>(ns, name).await? {
-            if s.settled_for(generation, app.value.repin_requested_at()) {
+            if s.settled_for(&app.value) {
                 return if s.phase == Phase::Ready { Ok(()) } else { Err(format!("{}: {}", s.phase, s.message).into()) };
             }
         }

@@ -907,7 +907,7 @@ impl<'a> Run<'a> {
             }
             let wanted_here = desired.iter().any(|d| &d.host == host);
             let has_any = !hs.containers.is_empty();
-            if wanted_here || has_any || (hs.error.is_some() && self.matters(host, &desired)) {
+            if wanted_here || has_any || (hs.error.is_some() && self.matters(host, desired)) {
                 host_status.insert(host.clone(), hs);
             }
         }
@@ -951,7 +951,7 @@ impl<'a> Run<'a> {
         }
         let relevant_hosts: BTreeSet<&str> = host_status.keys().map(String::as_str).collect();
         for (h, e) in self.host_errors.iter().chain(after.errors.iter()) {
-            if relevant_hosts.contains(h.as_str()) || self.matters(h, &desired) {
+            if relevant_hosts.contains(h.as_str()) || self.matters(h, desired) {
                 let line = if e.starts_with(&format!("host {h}:")) { e.clone() } else { format!("host {h}: {e}") };
                 if !errors.contains(&line) && !errors.iter().any(|x| x.contains(e.as_str())) {
                     errors.push(line);
