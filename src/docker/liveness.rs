@@ -122,7 +122,7 @@ fn set(host: &str, answered: bool, ping: bool) {
     } else {
         false
     };
-    e.up.send_if_modified(|v| std::mem::replace(v, Some(verdict)) != Some(verdict));
+    e.up.send_if_modified(|v| v.replace(verdict) != Some(verdict));
     crate::metrics::global().host_up.with_label_values(&[host]).set(verdict as i64);
 }
 
