@@ -32,6 +32,8 @@ struct Entry {
     /// `None` before the first outcome, then whether the host answered last.
     up: watch::Sender<Option<bool>>,
     failed_pings: u32,
+    /// The failure that made the host down, for the status of the converges that skip it.
+    why: Option<DockerError>,
 }
 
 /// Every host with an outcome, and the hosts that left the store.
@@ -46,7 +48,7 @@ impl Table {
         if self.gone.contains(host) {
             return None;
         }
-        let new = || Entry { up: watch::channel(None).0, failed_pings: 0 };
+        let new = || Entry { up: watch::channel(None).0, failed_pings: 0, why: None };
         Some(self.hosts.entry(host.to_string()).or_insert_with(new))
     }
 }
@@ -84,13 +86,17 @@ pub fn is_down(host: &str) -> bool {
     table().hosts.get(host).is_some_and(|e| *e.up.borrow() == Some(false))
 }
 
-/// The error a converge reports for a host it does not wait on because it is down.
+/// The error a converge reports for a host it does not wait on because it is down: the failure that
+/// made it down, in its own words.
 pub fn not_answering(host: &str) -> DockerError {
-    DockerError::new(
-        host,
-        "ping",
-        format!("no answer to /_ping within {}s; not waiting on this host", PING_TIMEOUT.as_secs()),
-    )
+    let why = table().hosts.get(host).and_then(|e| e.why.clone());
+    let mut e = why.unwrap_or_else(|| ping_timeout(host));
+    e.message = format!("{} (not waited on until it answers)", e.message);
+    e
+}
+
+fn ping_timeout(host: &str) -> DockerError {
+    DockerError::new(host, "ping", format!("no answer within {}s", PING_TIMEOUT.as_secs()))
 }
 
 /// Whether an outcome means the host answered: success, or any HTTP status (a 404 is an answer).
@@ -103,14 +109,14 @@ fn answered<T>(outcome: &Result<T, DockerError>) -> bool {
 
 /// Records the outcome of a real Docker call on a host.
 pub fn record<T>(host: &str, outcome: &Result<T, DockerError>) {
-    set(host, answered(outcome), false);
+    set(host, outcome, false);
 }
 
 /// Applies one outcome; `ping` failures count towards [`PINGS_TO_FAIL`].
-fn set(host: &str, answered: bool, ping: bool) {
+fn set<T>(host: &str, outcome: &Result<T, DockerError>, ping: bool) {
     let mut t = table();
     let Some(e) = t.entry(host) else { return };
-    let verdict = if answered {
+    let verdict = if answered(outcome) {
         e.failed_pings = 0;
         true
     } else if ping {
@@ -122,6 +128,7 @@ fn set(host: &str, answered: bool, ping: bool) {
     } else {
         false
     };
+    e.why = outcome.as_ref().err().filter(|_| !verdict).cloned();
     e.up.send_if_modified(|v| v.replace(verdict) != Some(verdict));
     crate::metrics::global().host_up.with_label_values(&[host]).set(verdict as i64);
 }
@@ -138,9 +145,9 @@ where
         // resync makes none), and a ping's news is `berth_host_up`.
         let outcome = match tokio::time::timeout(PING_TIMEOUT, ping()).await {
             Ok(r) => r,
-            Err(_) => Err(not_answering(host)),
+            Err(_) => Err(ping_timeout(host)),
         };
-        set(host, answered(&outcome), true);
+        set(host, &outcome, true);
         tokio::time::sleep(PING_EVERY).await;
     }
 }
@@ -207,6 +214,8 @@ mod tests {
         assert!(down_after <= Duration::from_secs(15), "down only after {down_after:?}");
         assert!(down_after >= PING_EVERY + PING_TIMEOUT * 2, "one slow ping made it down after {down_after:?}");
         assert_eq!(crate::metrics::global().host_up.with_label_values(&[&h]).get(), 0);
+        let skipped = not_answering(&h).to_string();
+        assert!(skipped.contains("ping: no answer within 4s (not waited on"), "{skipped}");
         // Still down while it stays frozen.
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(is_down(&h));
@@ -263,6 +272,8 @@ mod tests {
         assert_eq!(crate::metrics::global().host_up.with_label_values(&[&h]).get(), 1, "up without waiting for a ping");
         record::<()>(&h, &Err(DockerError::new(&h, "list containers", "no answer within 30s")));
         assert!(is_down(&h), "a call without an answer makes the host down at once");
+        let skipped = not_answering(&h).to_string();
+        assert!(skipped.contains("list containers: no answer within 30s"), "converges report why: {skipped}");
         let mut conflict = DockerError::new(&h, "create x", "name taken");
         conflict.status = Some(409);
         record::<()>(&h, &Err(conflict));
