@@ -1,0 +1,122 @@
+//! Connections kept per host and re-made only when the Host's spec changes, plus each host's cache of
+//! observed state (the reflector pattern): the last list of berth's containers, trusted only while the
+//! host's Docker event stream is connected and no event has arrived since. A periodic resync where
+//! nothing changed therefore makes no Docker API call at all.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::docker::{connect, DockerError, HostClient};
+use crate::plan::HostObservation;
+use crate::spec::{Host, HostSpec};
+
+/// One host's last observation and whether it is still current.
+#[derive(Default)]
+pub struct HostCache {
+    /// Bumped by every Docker event and by every action berth takes on the host.
+    seq: AtomicU64,
+    /// True while the host's event stream is connected, so no change can go unnoticed.
+    synced: AtomicBool,
+    state: std::sync::Mutex<Option<(u64, HostObservation)>>,
+    /// Pinned images (`repo@sha256:…`) this host was seen to hold. A digest names one image for
+    /// ever, so only a removal by hand can make an entry wrong, and a create that then finds the
+    /// image missing forgets it and pulls.
+    images: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl HostCache {
+    /// Something changed on the host: the next observation lists again.
+    pub fn mark_dirty(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Called by the event-stream owner when the stream connects (true) or breaks (false).
+    pub fn set_synced(&self, synced: bool) {
+        self.mark_dirty();
+        self.synced.store(synced, Ordering::SeqCst);
+    }
+
+    /// The cached observation, if it is still current.
+    pub fn current(&self) -> Option<HostObservation> {
+        if !self.synced.load(Ordering::SeqCst) {
+            return None;
+        }
+        let seq = self.seq.load(Ordering::SeqCst);
+        match &*self.state.lock().expect("cache lock") {
+            Some((at, obs)) if *at == seq => Some(obs.clone()),
+            _ => None,
+        }
+    }
+
+    /// The sequence number to pass to [`HostCache::store`]: read it before listing, so an event that
+    /// arrives during the list leaves the cache dirty.
+    pub fn begin(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    pub fn store(&self, seq: u64, obs: HostObservation) {
+        *self.state.lock().expect("cache lock") = Some((seq, obs));
+    }
+
+    /// Whether the host was seen holding this pinned image.
+    pub fn has_image(&self, image: &str) -> bool {
+        self.images.lock().expect("images lock").contains(image)
+    }
+
+    /// The host holds this pinned image (it was inspected or pulled).
+    pub fn add_image(&self, image: &str) {
+        self.images.lock().expect("images lock").insert(image.to_string());
+    }
+
+    /// The host no longer holds this image (a create said so).
+    pub fn forget_image(&self, image: &str) {
+        self.images.lock().expect("images lock").remove(image);
+    }
+
+    /// Forget every image: the daemon may be another one now (a new endpoint, a restart).
+    pub fn forget_images(&self) {
+        self.images.lock().expect("images lock").clear();
+    }
+}
+
+/// A cache of host clients and observations keyed by Host name.
+#[derive(Default)]
+pub struct HostPool {
+    clients: Mutex<HashMap<String, (HostSpec, HostClient)>>,
+    caches: std::sync::Mutex<HashMap<String, Arc<HostCache>>>,
+}
+
+impl HostPool {
+    pub fn new() -> HostPool {
+        HostPool::default()
+    }
+
+    /// The client for a Host, connecting (and negotiating the API version) on first use or after a spec change.
+    pub async fn client(&self, host: &Host) -> Result<HostClient, DockerError> {
+        if let Some((spec, client)) = self.clients.lock().await.get(&host.metadata.name) {
+            if *spec == host.spec {
+                return Ok(client.clone());
+            }
+        }
+        self.cache(&host.metadata.name).mark_dirty();
+        self.cache(&host.metadata.name).forget_images();
+        let client = connect(host).await?;
+        self.clients.lock().await.insert(host.metadata.name.clone(), (host.spec.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// Drops a client after a failure, so the next use reconnects (a restarted daemon, a moved socket).
+    pub async fn forget(&self, host: &str) {
+        self.cache(host).mark_dirty();
+        self.cache(host).forget_images();
+        self.clients.lock().await.remove(host);
+    }
+
+    /// The observation cache of a host (created empty and not synced on first use).
+    pub fn cache(&self, host: &str) -> Arc<HostCache> {
+        self.caches.lock().expect("caches lock").entry(host.to_string()).or_default().clone()
+    }
+}
