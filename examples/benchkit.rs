@@ -24,7 +24,8 @@ use bollard::Docker;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use berth::engine::{AppStatus, HostPool, Phase};
+use berth::docker::HostPool;
+use berth::engine::{AppStatus, Phase};
 use berth::plan::{ContainerState, HostObservation, ObservedContainer, ObservedNetwork};
 use berth::spec::{self, App, Host, Resource};
 use berth::store::Store;
@@ -332,7 +333,7 @@ fn synthetic(host: usize, i: usize) -> ObservedContainer {
 fn cachemem(a: Args) -> Result<(), Error> {
     let pool = HostPool::new();
     // Touch the pool's map and the allocator once so their fixed costs stay out of the delta.
-    pool.cache("warm-up").store(0, HostObservation::default());
+    pool.cache("warm-up").store(0, std::sync::Arc::new(HostObservation::default()));
     let before = rss_bytes();
     for h in 0..a.hosts {
         let name = format!("host{h:04}");
@@ -351,7 +352,7 @@ fn cachemem(a: Args) -> Result<(), Error> {
         };
         let cache = pool.cache(&name);
         let seq = cache.begin();
-        cache.store(seq, obs);
+        cache.store(seq, std::sync::Arc::new(obs));
     }
     let after = rss_bytes();
     std::hint::black_box(&pool);

@@ -1047,7 +1047,7 @@ spec:
             h.spec.tls = None;
             h.spec.insecure = false;
         }
-        berth::engine::converge(&store, &berth::engine::HostPool::new(), &stored, &hosts).await.unwrap()
+        berth::engine::converge(&store, &berth::docker::HostPool::new(), &stored, &hosts).await.unwrap()
     });
     assert_eq!(outcome.status.phase, berth::engine::Phase::Degraded);
     assert!(outcome.actions.is_empty(), "{:?}", outcome.actions);

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use super::{connect, output, readable, ExitCode, Failure, GlobalArgs, OutputFormat};
-use crate::engine::{self, AppStatus, HostPool, Phase};
+use crate::controller::finalizer;
+use crate::docker::HostPool;
+use crate::engine::{self, AppStatus, Phase};
 use crate::plan;
 use crate::spec::{self, App, Resource};
 use crate::store::{Store, Versioned};
@@ -43,7 +45,7 @@ pub async fn plan(
         }
     };
     let pool = HostPool::new();
-    let observation = engine::observe(&pool, &hosts).await;
+    let observation = pool.observe(&hosts).await;
     let previous: Option<AppStatus> = store.get_status(app.namespace(), &app.metadata.name).await.unwrap_or(None);
     let images = engine::resolve_images(&app, &hosts, previous.as_ref(), &observation.clients)
         .await
@@ -74,9 +76,10 @@ pub async fn converge(global: &GlobalArgs, name: &str, namespace: &str) -> Resul
     let hosts = readable(store.list_hosts().await?);
     let pool = HostPool::new();
     let outcome = engine::converge(&store, &pool, &app, &hosts).await?;
+    let finished = finalizer::finish(&store, &app, &outcome).await?;
     let counts: Vec<String> = outcome.actions.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let did = if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") };
-    if outcome.finalized {
+    if finished {
         println!("app/{name} -n {namespace} deleted ({did})");
         return Ok(());
     }
@@ -144,8 +147,8 @@ pub fn render_status(name: &str, namespace: &str, s: &AppStatus) -> String {
                 host.clone(),
                 c.name.clone(),
                 c.component.clone(),
-                c.state.clone(),
-                c.health.clone().unwrap_or_else(|| "-".into()),
+                c.state.to_string(),
+                c.health.map_or_else(|| "-".to_string(), |h| h.to_string()),
                 c.id.chars().take(12).collect(),
             ]);
         }
@@ -231,7 +234,7 @@ fn progress_line(name: &str, namespace: &str, s: &AppStatus, generation: i64) ->
                 let ready = hs
                     .containers
                     .iter()
-                    .filter(|c| c.state == "running" && c.health.as_deref().is_none_or(|x| x == "healthy"))
+                    .filter(|c| c.serving())
                     .count();
                 format!("{h} {ready}/{}", hs.containers.len())
             }

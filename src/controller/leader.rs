@@ -9,11 +9,28 @@ use tracing::{info, warn};
 
 use crate::store::Store;
 
-/// Who leads, as the workers see it: `Some(lease)` while this process leads.
-pub type Leadership = watch::Receiver<Option<i64>>;
+/// The engine's gate while this process leads: open while the leadership still holds `lease` and
+/// no shutdown began, so a deposed or stopping leader starts no Docker action and ends its waits.
+pub struct LeaseGate {
+    pub leadership: watch::Receiver<Option<i64>>,
+    pub lease: i64,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl crate::engine::Gate for LeaseGate {
+    fn is_open(&self) -> bool {
+        *self.leadership.borrow() == Some(self.lease) && !*self.stop.borrow()
+    }
+}
 
 /// Campaigns for ever: leads while it can, steps down when the lease is lost, revokes it on shutdown.
-pub async fn campaign(store: Store, identity: String, ttl: Duration, tx: watch::Sender<Option<i64>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn campaign(
+    store: Store,
+    identity: String,
+    ttl: Duration,
+    tx: watch::Sender<Option<i64>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let key = store.keys().leader();
     let ttl_secs = ttl.as_secs().max(2) as i64;
     loop {

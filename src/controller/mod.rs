@@ -1,4 +1,5 @@
 //! The operator runtime: watch the store, queue work, converge, repair drift, lead.
+pub mod finalizer;
 pub mod leader;
 pub mod operator;
 pub mod queue;

@@ -13,15 +13,18 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, warn, Instrument};
 
+use super::finalizer::{self, Tombstones, Vanished};
 use super::leader;
 use super::queue::{retry_backoff, QueueObserver, WorkQueue};
 use super::reflector::{self, AppKey, Change, Reflector};
 use crate::docker::events::container_events;
 use crate::docker::{liveness, ops};
-use crate::engine::{self, pool::HostCache, HostPool, Phase};
+use crate::docker::{HostCache, HostPool};
+use crate::engine::{self, Phase, Reason};
+use crate::metrics::FailReason;
 use crate::metrics::{self, server::Readiness};
-use crate::spec::{App, Host};
-use crate::store::{now_rfc3339, Store, Versioned};
+use crate::spec::Host;
+use crate::store::Store;
 
 /// Knobs of the operator (flags of `berth operator`).
 #[derive(Debug, Clone)]
@@ -57,7 +60,7 @@ struct Shared {
     queue: WorkQueue<AppKey>,
     pool: HostPool,
     /// Last known spec of apps whose keys vanished, until their containers are gone.
-    tombstones: Mutex<HashMap<AppKey, Versioned<App>>>,
+    tombstones: Tombstones,
     leadership: watch::Receiver<Option<i64>>,
     /// Hosts whose Docker event stream is connected (their view of containers is current).
     hosts_synced: Mutex<BTreeMap<String, bool>>,
@@ -95,7 +98,7 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
         reflector: Arc::new(Reflector::default()),
         queue: WorkQueue::new(retry_backoff(), Box::new(QueueMetrics)),
         pool: HostPool::new(),
-        tombstones: Mutex::new(HashMap::new()),
+        tombstones: Tombstones::default(),
         leadership,
         hosts_synced: Mutex::new(BTreeMap::new()),
         stopping: AtomicBool::new(false),
@@ -108,7 +111,8 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     // The lease is released only once in-flight reconciles are done (and their status written), so
     // a standby never starts acting beside a reconcile that still runs.
     let (release_tx, release_rx) = watch::channel(false);
-    let campaign = tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, release_rx));
+    let campaign =
+        tokio::spawn(leader::campaign(store.clone(), cfg.identity.clone(), cfg.lease_ttl, leader_tx, release_rx));
     let mut tasks = vec![
         tokio::spawn(reflector::run(store.clone(), shared.reflector.clone(), changes_tx, shutdown.clone())),
         tokio::spawn(dispatch(shared.clone(), changes_rx)),
@@ -147,11 +151,11 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) 
         match change {
             Change::App(key) => {
                 metrics::global().app_known(&key.1, &key.0);
-                shared.tombstones.lock().expect("tombstones").remove(&key);
+                shared.tombstones.forget(&key);
                 shared.queue.add(key);
             }
             Change::AppGone(key, last) => {
-                shared.tombstones.lock().expect("tombstones").insert(key.clone(), *last);
+                shared.tombstones.bury(key.clone(), *last);
                 shared.queue.add(key);
             }
             Change::Hosts => {
@@ -174,7 +178,7 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) 
 
 fn all_keys(shared: &Shared) -> Vec<AppKey> {
     let mut keys = shared.reflector.app_keys();
-    keys.extend(shared.tombstones.lock().expect("tombstones").keys().cloned());
+    keys.extend(shared.tombstones.keys());
     keys
 }
 
@@ -372,7 +376,7 @@ fn look_again(shared: Arc<Shared>, cache: Arc<HostCache>, key: AppKey) {
 
 /// Whether an app is this operator's: in the store, or deleted but not yet pruned.
 fn is_known(shared: &Shared, key: &AppKey) -> bool {
-    shared.reflector.app(key).is_some() || shared.tombstones.lock().expect("tombstones").contains_key(key)
+    shared.reflector.app(key).is_some() || shared.tombstones.contains(key)
 }
 
 /// Takes apps off the queue while this process leads.
@@ -394,102 +398,108 @@ async fn worker(shared: Arc<Shared>) {
             k = shared.queue.next() => match k { Some(k) => k, None => return },
             _ = leadership.changed() => continue,
         };
-        let ok = reconcile(&shared, &key, lease).await;
-        shared.queue.done(&key, ok);
+        let reconciled = reconcile(&shared, &key, lease).await;
+        shared.queue.done(&key, reconciled.done());
     }
 }
 
-/// One reconcile of one app: converge, record metrics, report whether it reached Ready.
-async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> bool {
+/// How one reconcile ended, for the queue (retry or not) and the log.
+enum Reconciled {
+    /// Nothing to do: not in the store and no tombstone.
+    Nothing,
+    /// A deleted App is gone from every host and its keys were removed.
+    Finished,
+    /// Converged; `settled` says whether anything is left to retry.
+    Converged { settled: bool },
+    /// The store failed: try again later.
+    StoreFailed,
+}
+
+impl Reconciled {
+    /// Whether the queue should treat the run as done (no backoff retry).
+    fn done(&self) -> bool {
+        match self {
+            Reconciled::Nothing | Reconciled::Finished => true,
+            Reconciled::Converged { settled } => *settled,
+            Reconciled::StoreFailed => false,
+        }
+    }
+}
+
+/// One reconcile of one app: converge (or finish a deletion), then record its metrics.
+async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> Reconciled {
     let (ns, name) = (key.0.as_str(), key.1.as_str());
     let app = match shared.reflector.app(key) {
         Some(a) => a,
-        None => {
-            let Some(last) = shared.tombstones.lock().expect("tombstones").get(key).cloned() else {
-                return true;
-            };
-            // Gone from our view: make sure with a fresh (linearizable) read before removing anything.
-            match shared.store.get_app(ns, name).await {
-                Ok(Some(_)) => return true, // it is back; the watch will bring it
-                Ok(None) => {
-                    let mut gone = last;
-                    gone.value.metadata.deletion_timestamp.get_or_insert_with(now_rfc3339);
-                    gone.mod_revision = 0;
-                    gone
-                }
-                Err(e) => {
-                    warn!(app = %name, namespace = %ns, error = %e, "cannot confirm the app is gone; not pruning");
-                    return false;
-                }
+        None => match shared.tombstones.confirm(&shared.store, key).await {
+            Ok(Vanished::Gone(app)) => app,
+            Ok(Vanished::Unknown | Vanished::Back) => return Reconciled::Nothing,
+            Err(e) => {
+                warn!(app = %name, namespace = %ns, error = %e, "cannot confirm the app is gone; not pruning");
+                return Reconciled::StoreFailed;
             }
-        }
+        },
     };
     let generation = app.value.metadata.generation.unwrap_or(0);
     let span = info_span!("reconcile", app = %name, namespace = %ns, generation);
     let store = shared.store.fenced(lease);
     let hosts = shared.reflector.hosts();
     let started = Instant::now();
+    let gate = leader::LeaseGate { leadership: shared.leadership.clone(), lease, stop: shared.stop.clone() };
+    let result = async {
+        let outcome = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate).await?;
+        let finished = finalizer::finish(&store, &app, &outcome).await?;
+        Ok::<_, crate::store::StoreError>((outcome, finished))
+    }
+    .instrument(span)
+    .await;
     let m = metrics::global();
-    let gate = engine::Gate::leader(shared.leadership.clone(), lease, shared.stop.clone());
-    let result = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate).instrument(span).await;
-    m.reconcile_duration.with_label_values(&[name, ns]).observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(outcome) => {
-            if outcome.finalized {
-                shared.tombstones.lock().expect("tombstones").remove(key);
-                shared.queue.forget(key);
-                m.app_gone(name, ns);
-                info!(app = %name, namespace = %ns, "app removed");
-                return true;
-            }
-            let status = &outcome.status;
-            let ready = status.phase == Phase::Ready;
-            m.reconcile_total.with_label_values(&[name, ns, if ready { "success" } else { "error" }]).inc();
-            if !ready {
-                let reason = match status.phase {
-                    Phase::Blocked => "blocked",
-                    _ if status.rollout_failure.is_some() => "rollback",
-                    _ if status.hosts.values().any(|h| !h.reachable) => "host_unreachable",
-                    _ => "docker",
-                };
-                m.reconcile_errors.with_label_values(&[name, ns, reason]).inc();
-            }
-            m.app_ready.with_label_values(&[name, ns]).set(ready as i64);
-            m.app_generation_lag.with_label_values(&[name, ns]).set(generation - status.observed_generation);
-            if ready {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                m.app_last_ready.with_label_values(&[name, ns]).set(now.as_secs_f64());
-            }
-            if let Some(n) = outcome.actions.get("pruned") {
-                m.pruned_containers.with_label_values(&[name, ns]).inc_by(*n);
-            }
-            m.set_containers(name, ns, container_rows(&outcome.status));
+        Ok((_, true)) => {
+            shared.tombstones.forget(key);
+            shared.queue.forget(key);
+            m.app_gone(name, ns);
+            info!(app = %name, namespace = %ns, "app removed");
+            Reconciled::Finished
+        }
+        Ok((outcome, false)) => {
+            m.record_reconcile(name, ns, record(&outcome, generation, started.elapsed()));
             // A failed rollout held at its last Ready generation has nothing to retry: backing off
             // and trying again is exactly what would take the healthy containers down again.
-            outcome.settled
+            Reconciled::Converged { settled: outcome.settled }
         }
         Err(e) => {
             warn!(app = %name, namespace = %ns, error = %e, "reconcile failed on the store");
-            m.reconcile_total.with_label_values(&[name, ns, "error"]).inc();
-            m.reconcile_errors.with_label_values(&[name, ns, "store"]).inc();
-            false
+            let failed =
+                metrics::ReconcileRecord { took: started.elapsed(), failure: Some(FailReason::Store), seen: None };
+            m.record_reconcile(name, ns, failed);
+            Reconciled::StoreFailed
         }
     }
 }
 
-/// `berth_containers` rows from a status: one count per host, component and state.
-fn container_rows(status: &engine::AppStatus) -> Vec<(String, String, &'static str, i64)> {
-    let mut rows = Vec::new();
-    for (host, hs) in &status.hosts {
-        for c in &hs.containers {
-            let state = match (c.state.as_str(), c.health.as_deref()) {
-                (_, Some("unhealthy")) => "unhealthy",
-                ("missing", _) => "missing",
-                ("running", _) => "running",
-                _ => "exited",
-            };
-            rows.push((host.clone(), c.component.clone(), state, 1));
-        }
-    }
-    rows
+/// The metrics' view of a converge: why it is not Ready (from the typed phase and reason), the
+/// generation lag, what it pruned and the container rows.
+fn record(outcome: &engine::Outcome, generation: i64, took: Duration) -> metrics::ReconcileRecord {
+    let status = &outcome.status;
+    let failure = match (status.phase, outcome.reason()) {
+        (Phase::Ready, _) => None,
+        (Phase::Blocked, _) => Some(FailReason::Blocked),
+        (_, Some(Reason::RolloutFailed)) => Some(FailReason::Rollback),
+        _ if status.hosts.values().any(|h| !h.reachable) => Some(FailReason::HostUnreachable),
+        _ => Some(FailReason::Docker),
+    };
+    let containers = status
+        .hosts
+        .iter()
+        .flat_map(|(host, hs)| {
+            hs.containers.iter().map(move |c| (host.clone(), c.component.clone(), c.metric_state(), 1))
+        })
+        .collect();
+    let seen = metrics::Seen {
+        generation_lag: generation - status.observed_generation,
+        pruned: outcome.actions.get("pruned").copied().unwrap_or(0),
+        containers,
+    };
+    metrics::ReconcileRecord { took, failure, seen: Some(seen) }
 }

@@ -1,10 +1,12 @@
 //! Host connections and the Docker calls berth makes; the label contract lives in [`crate::plan::labels`]
 //! because the pure planner decides ownership from labels alone.
 
+pub mod cache;
 pub mod connect;
 pub mod events;
 pub mod liveness;
 pub mod ops;
 pub mod ssh;
 
+pub use cache::{HostCache, HostPool, Observation};
 pub use connect::{connect, DockerError, HostClient};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::status::{AppStatus, Condition, Phase, RolloutFailure};
+use super::status::{ready_condition, AppStatus, Phase, Reason, RolloutFailure};
 
 /// How often an interim status is refreshed while a wait lasts (its seconds count moves on).
 pub const REFRESH: Duration = Duration::from_secs(2);
@@ -94,11 +94,11 @@ impl Progress {
     }
 
     /// The phase and message to show now, or `None` when nothing is waited on or blocked.
-    pub fn summary(&self) -> Option<(Phase, &'static str, String)> {
+    pub fn summary(&self) -> Option<(Phase, Reason, String)> {
         let s = self.state.lock().expect("progress lock");
         let now = Instant::now();
         if !s.blocked.is_empty() {
-            return Some((Phase::Blocked, "AccessoryNotReady", s.blocked.join("; ")));
+            return Some((Phase::Blocked, Reason::AccessoryNotReady, s.blocked.join("; ")));
         }
         if s.waits.is_empty() {
             return None;
@@ -122,7 +122,7 @@ impl Progress {
                 )
             })
             .collect();
-        Some((Phase::Progressing, "WaitingForHealth", lines.join("; ")))
+        Some((Phase::Progressing, Reason::WaitingForHealth, lines.join("; ")))
     }
 
     fn version(&self) -> u64 {
@@ -134,7 +134,7 @@ impl Progress {
     /// then is finished first, so it never lands after the converge's final status.
     pub async fn report<W, Fut>(&self, done: &Notify, mut write: W)
     where
-        W: FnMut(Phase, &'static str, String) -> Fut,
+        W: FnMut(Phase, Reason, String) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
         let mut written = 0;
@@ -168,26 +168,14 @@ pub fn interim(
     app: &crate::spec::App,
     images: &BTreeMap<String, String>,
     failure: Option<&RolloutFailure>,
-    (phase, reason, message): (Phase, &str, String),
+    (phase, reason, message): (Phase, Reason, String),
 ) -> AppStatus {
     let generation = app.metadata.generation.unwrap_or(0);
     let now = crate::store::now_rfc3339();
-    let last_transition = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.kind == "Ready"))
-        .filter(|c| c.status == "False")
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
     AppStatus {
         observed_generation: generation,
         phase,
-        conditions: vec![Condition {
-            kind: "Ready".into(),
-            status: "False".into(),
-            reason: reason.into(),
-            message: message.clone(),
-            last_transition_time: last_transition,
-            observed_generation: generation,
-        }],
+        conditions: vec![ready_condition(previous, false, reason, &message, generation, &now)],
         images: images.clone(),
         repin_requested_at: app.repin_requested_at().map(str::to_string),
         hosts: previous.map(|p| p.hosts.clone()).unwrap_or_default(),
@@ -210,7 +198,7 @@ mod tests {
         tokio::time::advance(Duration::from_secs(12)).await;
         let (phase, reason, msg) = p.summary().unwrap();
         assert_eq!(phase, Phase::Progressing);
-        assert_eq!(reason, "WaitingForHealth");
+        assert_eq!(reason, Reason::WaitingForHealth);
         assert_eq!(msg, "waiting for accessory/redis on h2 to turn healthy (starting, 12 s of 60 s)");
         w.update("running, unhealthy");
         assert!(p.summary().unwrap().2.contains("(running, unhealthy, 12 s of 60 s)"));
@@ -224,7 +212,7 @@ mod tests {
         let _w = p.start_wait("accessory/db on h1".into(), Duration::from_secs(5));
         p.block("role web waits for db on h1: not healthy".into());
         let (phase, reason, msg) = p.summary().unwrap();
-        assert_eq!((phase, reason), (Phase::Blocked, "AccessoryNotReady"));
+        assert_eq!((phase, reason), (Phase::Blocked, Reason::AccessoryNotReady));
         assert!(msg.starts_with("role web waits for db"));
     }
 

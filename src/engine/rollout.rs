@@ -3,10 +3,12 @@
 //! and its pins) until a new spec or `berth rollout retry` asks for another attempt. Retrying on
 //! its own would take the healthy old container down again on every attempt.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::status::{AppStatus, Phase, Reason, RolloutFailure};
 use crate::plan::{Action, HostObservation, Plan};
 use crate::spec::{App, AppSpec};
 
@@ -48,12 +50,12 @@ impl LastReady {
 /// Without a last Ready record (an App from before berth kept one) nothing is known to be good, so
 /// a failed rollout holds instead: no replace is attempted again; an old container that stopped is
 /// started (drift is still repaired), and everything else is planned as usual.
-pub fn hold_replaces(plan: &mut Plan, observed: &BTreeMap<String, HostObservation>) {
+pub fn hold_replaces<O: Borrow<HostObservation>>(plan: &mut Plan, observed: &BTreeMap<String, O>) {
     let held = |a: Action| match a {
         Action::Replace { host, old_id, old_name, .. } => {
             let up = observed
                 .get(&host)
-                .and_then(|h| h.containers.iter().find(|c| c.id == old_id))
+                .and_then(|h| h.borrow().containers.iter().find(|c| c.id == old_id))
                 .is_some_and(|c| c.state.is_up());
             (!up).then_some(Action::Start { host, id: old_id, name: old_name })
         }
@@ -67,4 +69,23 @@ pub fn hold_replaces(plan: &mut Plan, observed: &BTreeMap<String, HostObservatio
         step.batches.retain(|b| !b.is_empty());
     }
     plan.roles.retain(|s| !s.batches.is_empty());
+}
+
+/// Puts a failed rollout on top of a status: Degraded, reason RolloutFailed, whatever else the
+/// converge found still said after it.
+pub fn rollout_failed(status: &mut AppStatus, failure: RolloutFailure) {
+    let mut message = failure.describe();
+    if status.phase != Phase::Ready && !status.message.is_empty() {
+        message = format!("{message}; {}", status.message);
+    }
+    if status.phase != Phase::Blocked {
+        status.phase = Phase::Degraded;
+    }
+    for c in status.conditions.iter_mut().filter(|c| c.kind == "Ready") {
+        c.status = "False".into();
+        c.reason = Reason::RolloutFailed;
+        c.message = message.clone();
+    }
+    status.message = message;
+    status.rollout_failure = Some(failure);
 }

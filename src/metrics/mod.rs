@@ -77,11 +77,14 @@ impl Metrics {
         let r = Registry::new();
         let workqueue_depth = IntGauge::new("berth_workqueue_depth", "Apps waiting in the work queue.").unwrap();
         r.register(Box::new(workqueue_depth.clone())).unwrap();
-        let workqueue_adds = IntCounter::new("berth_workqueue_adds_total", "Requests added to the work queue.").unwrap();
+        let workqueue_adds =
+            IntCounter::new("berth_workqueue_adds_total", "Requests added to the work queue.").unwrap();
         r.register(Box::new(workqueue_adds.clone())).unwrap();
-        let etcd_watch_restarts =
-            IntCounter::new("berth_etcd_watch_restarts_total", "Times the etcd watch was re-established after a relist.")
-                .unwrap();
+        let etcd_watch_restarts = IntCounter::new(
+            "berth_etcd_watch_restarts_total",
+            "Times the etcd watch was re-established after a relist.",
+        )
+        .unwrap();
         r.register(Box::new(etcd_watch_restarts.clone())).unwrap();
         let leader = IntGauge::new("berth_leader", "1 while this process holds the leader lease.").unwrap();
         r.register(Box::new(leader.clone())).unwrap();
@@ -92,25 +95,85 @@ impl Metrics {
         .unwrap();
         r.register(Box::new(app_last_ready.clone())).unwrap();
         let m = Metrics {
-            reconcile_total: counter_vec(&r, "berth_reconcile_total", "Reconciles by result.", &["app", "namespace", "result"]),
-            reconcile_duration: histogram_vec(&r, "berth_reconcile_duration_seconds", "Time per reconcile.", &["app", "namespace"]),
-            reconcile_errors: counter_vec(&r, "berth_reconcile_errors_total", "Failed reconciles by reason.", &["app", "namespace", "reason"]),
+            reconcile_total: counter_vec(
+                &r,
+                "berth_reconcile_total",
+                "Reconciles by result.",
+                &["app", "namespace", "result"],
+            ),
+            reconcile_duration: histogram_vec(
+                &r,
+                "berth_reconcile_duration_seconds",
+                "Time per reconcile.",
+                &["app", "namespace"],
+            ),
+            reconcile_errors: counter_vec(
+                &r,
+                "berth_reconcile_errors_total",
+                "Failed reconciles by reason.",
+                &["app", "namespace", "reason"],
+            ),
             workqueue_depth,
             workqueue_adds,
-            workqueue_queue_duration: histogram_vec(&r, "berth_workqueue_queue_duration_seconds", "Time an app waited in the queue.", &[]),
+            workqueue_queue_duration: histogram_vec(
+                &r,
+                "berth_workqueue_queue_duration_seconds",
+                "Time an app waited in the queue.",
+                &[],
+            ),
             app_ready: gauge_vec(&r, "berth_app_ready", "1 when the app is Ready.", &["app", "namespace"]),
-            app_generation_lag: gauge_vec(&r, "berth_app_generation_lag", "generation minus observedGeneration.", &["app", "namespace"]),
+            app_generation_lag: gauge_vec(
+                &r,
+                "berth_app_generation_lag",
+                "generation minus observedGeneration.",
+                &["app", "namespace"],
+            ),
             app_last_ready,
-            containers: gauge_vec(&r, "berth_containers", "Desired containers by state.", &["app", "namespace", "host", "component", "state"]),
-            container_actions: counter_vec(&r, "berth_container_actions_total", "Docker actions executed.", &["host", "action"]),
-            drift_repairs: counter_vec(&r, "berth_drift_repairs_total", "Reconciles caused by a change on a host that berth did not make.", &["app", "namespace"]),
-            pruned_containers: counter_vec(&r, "berth_pruned_containers_total", "Containers removed because they left the spec.", &["app", "namespace"]),
+            containers: gauge_vec(
+                &r,
+                "berth_containers",
+                "Desired containers by state.",
+                &["app", "namespace", "host", "component", "state"],
+            ),
+            container_actions: counter_vec(
+                &r,
+                "berth_container_actions_total",
+                "Docker actions executed.",
+                &["host", "action"],
+            ),
+            drift_repairs: counter_vec(
+                &r,
+                "berth_drift_repairs_total",
+                "Reconciles caused by a change on a host that berth did not make.",
+                &["app", "namespace"],
+            ),
+            pruned_containers: counter_vec(
+                &r,
+                "berth_pruned_containers_total",
+                "Containers removed because they left the spec.",
+                &["app", "namespace"],
+            ),
             host_up: gauge_vec(&r, "berth_host_up", "1 when the host's Docker API answers.", &["host"]),
-            docker_request_duration: histogram_vec(&r, "berth_docker_request_duration_seconds", "Docker API call latency.", &["host", "op"]),
-            docker_request_errors: counter_vec(&r, "berth_docker_request_errors_total", "Failed Docker API calls.", &["host", "op"]),
+            docker_request_duration: histogram_vec(
+                &r,
+                "berth_docker_request_duration_seconds",
+                "Docker API call latency.",
+                &["host", "op"],
+            ),
+            docker_request_errors: counter_vec(
+                &r,
+                "berth_docker_request_errors_total",
+                "Failed Docker API calls.",
+                &["host", "op"],
+            ),
             etcd_watch_restarts,
             leader,
-            build_info: gauge_vec(&r, "berth_build_info", "Always 1; the version label says which berth runs.", &["version"]),
+            build_info: gauge_vec(
+                &r,
+                "berth_build_info",
+                "Always 1; the version label says which berth runs.",
+                &["version"],
+            ),
             registry: r,
             container_series: Default::default(),
         };
@@ -199,6 +262,28 @@ impl Metrics {
         }
     }
 
+    /// Records one reconcile: its duration and result, why it failed, the app's readiness, generation
+    /// lag, pruned containers and container rows. The one place reconcile metrics are written.
+    pub fn record_reconcile(&self, app: &str, ns: &str, r: ReconcileRecord) {
+        self.reconcile_duration.with_label_values(&[app, ns]).observe(r.took.as_secs_f64());
+        let ready = r.failure.is_none();
+        self.reconcile_total.with_label_values(&[app, ns, if ready { "success" } else { "error" }]).inc();
+        if let Some(reason) = r.failure {
+            self.reconcile_errors.with_label_values(&[app, ns, reason.label()]).inc();
+        }
+        let Some(seen) = r.seen else { return };
+        self.app_ready.with_label_values(&[app, ns]).set(ready as i64);
+        self.app_generation_lag.with_label_values(&[app, ns]).set(seen.generation_lag);
+        if ready {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            self.app_last_ready.with_label_values(&[app, ns]).set(now.as_secs_f64());
+        }
+        if seen.pruned > 0 {
+            self.pruned_containers.with_label_values(&[app, ns]).inc_by(seen.pruned);
+        }
+        self.set_containers(app, ns, seen.containers);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -207,6 +292,47 @@ impl Metrics {
     }
 }
 
+/// Why a reconcile did not reach Ready: the `reason` label of `berth_reconcile_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    HostUnreachable,
+    Docker,
+    Blocked,
+    Rollback,
+    Store,
+}
+
+impl FailReason {
+    /// One of [`REASONS`].
+    pub fn label(self) -> &'static str {
+        match self {
+            FailReason::HostUnreachable => "host_unreachable",
+            FailReason::Docker => "docker",
+            FailReason::Blocked => "blocked",
+            FailReason::Rollback => "rollback",
+            FailReason::Store => "store",
+        }
+    }
+}
+
+/// One reconcile as the metrics record it ([`Metrics::record_reconcile`]).
+pub struct ReconcileRecord {
+    pub took: Duration,
+    /// `None` when the app reached Ready.
+    pub failure: Option<FailReason>,
+    /// What the converge saw; `None` when the store failed before it could say.
+    pub seen: Option<Seen>,
+}
+
+/// What a converge that ran saw of the app.
+pub struct Seen {
+    /// The App's generation minus the generation its status observed.
+    pub generation_lag: i64,
+    /// Containers pruned in this reconcile.
+    pub pruned: u64,
+    /// `berth_containers` rows: (host, component, state, count).
+    pub containers: Vec<(String, String, &'static str, i64)>,
+}
 
 /// The process-wide metrics.
 pub fn global() -> &'static Metrics {

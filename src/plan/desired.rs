@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 use crate::spec::{self, App, Command, Host};
 
 use super::labels::{self, Component};
-use super::types::{restart_text, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv, VolumeMount};
+use super::types::{
+    restart_text, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv,
+    VolumeMount,
+};
 
 /// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
 /// rollout rather than an accident of serialization.
@@ -65,46 +68,67 @@ struct Source<'a> {
     cpus: Option<f64>,
 }
 
-pub(crate) fn desired(
+/// The desired state of one App: each component's container template and the hosts it runs on,
+/// accessories first, then roles, each in name and then host order. Built once per converge and
+/// shared by the plan and the status; a [`DesiredContainer`] (a host name and a reference count) is
+/// made only where one is handed out.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    templates: Vec<(Arc<ContainerTemplate>, Vec<String>)>,
+}
+
+impl DesiredState {
+    /// Every desired container, in the order above.
+    pub fn containers(&self) -> impl Iterator<Item = DesiredContainer> + '_ {
+        self.templates.iter().flat_map(|(template, on)| {
+            on.iter().map(move |host| DesiredContainer { host: host.clone(), template: Arc::clone(template) })
+        })
+    }
+
+    /// Each component's template with the hosts it runs on.
+    pub fn templates(&self) -> impl Iterator<Item = (&Arc<ContainerTemplate>, &[String])> {
+        self.templates.iter().map(|(t, on)| (t, on.as_slice()))
+    }
+
+    /// The template of the container named `name` (names embed the config hash, so they are unique).
+    pub fn by_name(&self, name: &str) -> Option<&ContainerTemplate> {
+        self.templates.iter().map(|(t, _)| t.as_ref()).find(|t| t.name == name)
+    }
+
+    /// Whether any container is wanted on `host`.
+    pub fn wants_host(&self, host: &str) -> bool {
+        self.templates.iter().any(|(_, on)| on.iter().any(|h| h == host))
+    }
+
+    /// Whether the container `name` is wanted on `host`.
+    pub fn wants(&self, host: &str, name: &str) -> bool {
+        self.templates.iter().any(|(t, on)| t.name == name && on.iter().any(|h| h == host))
+    }
+}
+
+/// See [`DesiredState`]. Fails on an unresolved image, a host that is not a Host resource, or a
+/// field that does not parse; an app marked for deletion wants nothing.
+pub(crate) fn desired_state(
     app: &App,
     hosts: &[Host],
     images: &BTreeMap<String, String>,
-) -> Result<Vec<DesiredContainer>, PlanError> {
-    let templates = templates(app, hosts, images)?;
-    let mut out = Vec::with_capacity(templates.iter().map(|(_, on)| on.len()).sum());
-    for (template, on) in &templates {
-        for host in on {
-            out.push(DesiredContainer { host: host.to_string(), template: Arc::clone(template) });
-        }
-    }
-    Ok(out)
-}
-
-/// What [`desired`] returns, before it is spread out per host: each component's shared template and
-/// the hosts it runs on, in the same order and with the same errors. The planner works from these
-/// and makes a [`DesiredContainer`] (a host name and a reference count) only for an action that
-/// carries one.
-pub(crate) fn templates<'a>(
-    app: &'a App,
-    hosts: &[Host],
-    images: &BTreeMap<String, String>,
-) -> Result<Vec<(Arc<ContainerTemplate>, Vec<&'a str>)>, PlanError> {
+) -> Result<DesiredState, PlanError> {
     if app.metadata.deletion_timestamp.is_some() {
-        return Ok(Vec::new());
+        return Ok(DesiredState::default());
     }
     let known: HashSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
-    let mut out = Vec::new();
+    let mut templates = Vec::new();
     for source in sources(app) {
         let template = build(app, &source, images)?;
-        let on: BTreeSet<&'a str> = source.hosts.iter().map(String::as_str).collect();
+        let on: BTreeSet<&str> = source.hosts.iter().map(String::as_str).collect();
         for host in &on {
             if !known.contains(host) {
                 return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.to_string() });
             }
         }
-        out.push((Arc::new(template), on.into_iter().collect()));
+        templates.push((Arc::new(template), on.into_iter().map(str::to_string).collect()));
     }
-    Ok(out)
+    Ok(DesiredState { templates })
 }
 
 /// Accessories first, then roles, each in name order: the order the plan's phases use.

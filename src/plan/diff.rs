@@ -1,14 +1,16 @@
 //! Desired vs observed: the ordered actions that converge one app in one namespace.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::spec::{App, Host};
 
-use super::desired::templates;
+use super::desired::DesiredState;
 use super::labels::{self, Component};
 use super::types::{
-    Action, ContainerState, ContainerTemplate, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError, RoleStep,
+    Action, ContainerState, ContainerTemplate, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError,
+    RoleStep,
 };
 
 /// One desired container, not yet made out of its component's template.
@@ -92,7 +94,12 @@ impl<'a> Builder<'a> {
             } else {
                 Decision::Start(keep)
             }
-        } else if h.mine.iter().filter(same).any(|m| m.container.state == ContainerState::Removing && hash_of(m.container)) {
+        } else if h
+            .mine
+            .iter()
+            .filter(same)
+            .any(|m| m.container.state == ContainerState::Removing && hash_of(m.container))
+        {
             // The current container is being removed under our name; wait for it to go rather than
             // collide with it, and keep whatever else serves meanwhile.
             if let Some(keep) = any_live {
@@ -142,17 +149,14 @@ fn act(w: &Want<'_>, decision: Decision<'_>) -> Option<Action> {
     }
 }
 
-pub(crate) fn plan(
+pub(crate) fn plan<O: Borrow<HostObservation>>(
     app: &App,
     hosts: &[Host],
-    images: &BTreeMap<String, String>,
-    observed: &BTreeMap<String, HostObservation>,
+    desired: &DesiredState,
+    observed: &BTreeMap<String, O>,
 ) -> Result<Plan, PlanError> {
-    let templates = templates(app, hosts, images)?;
-    let want: Vec<Want<'_>> = templates
-        .iter()
-        .flat_map(|(template, on)| on.iter().map(move |host| Want { host, template }))
-        .collect();
+    let want: Vec<Want<'_>> =
+        desired.templates().flat_map(|(template, on)| on.iter().map(move |host| Want { host, template })).collect();
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
 
     let mut host_names: Vec<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
@@ -161,7 +165,7 @@ pub(crate) fn plan(
     let mut states = Vec::new();
     let mut unreachable = Vec::new();
     for name in host_names {
-        match observed.get(name) {
+        match observed.get(name).map(Borrow::borrow) {
             Some(obs) if obs.reachable => states.push(HostState {
                 name,
                 obs,

@@ -17,32 +17,39 @@ mod diff;
 mod simulate;
 mod types;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::spec::{App, Host};
 
+pub use desired::DesiredState;
 pub use labels::Component;
 pub use types::{
-    Action, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig, HostObservation, ObservedContainer,
-    ObservedNetwork, Plan, PlanError, RoleStep, SecretEnv,
+    Action, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig, HostObservation,
+    ObservedContainer, ObservedNetwork, Plan, PlanError, RoleStep, SecretEnv,
 };
 /// The parsed spec forms a [`DesiredContainer`] carries, re-exported so the engine needs one import.
 pub use types::{PortMapping, Protocol, RestartPolicy, VolumeMount};
 
-/// The containers every host should run for `app`, accessories first, then roles, each in name
-/// and then host order.
+/// The containers every host should run for `app` (see [`DesiredState`]).
 ///
 /// `images` maps every image reference of the spec to the pinned reference the engine resolved
 /// for this converge; containers use (and their hash covers) the pinned one, so re-pushing a tag
 /// rolls the app while an unchanged digest changes nothing. An app marked for deletion wants
 /// nothing. Fails on an unresolved image, a host that is not a Host resource, or a field that does
 /// not parse.
+pub fn desired_state(app: &App, hosts: &[Host], images: &BTreeMap<String, String>) -> Result<DesiredState, PlanError> {
+    desired::desired_state(app, hosts, images)
+}
+
+/// [`desired_state`] as a list of containers, accessories first, then roles, each in name and then
+/// host order.
 pub fn desired(
     app: &App,
     hosts: &[Host],
     images: &BTreeMap<String, String>,
 ) -> Result<Vec<DesiredContainer>, PlanError> {
-    desired::desired(app, hosts, images)
+    Ok(desired_state(app, hosts, images)?.containers().collect())
 }
 
 /// The ordered actions that make `observed` match [`desired`] for one app in one namespace.
@@ -50,13 +57,24 @@ pub fn desired(
 /// `hosts` is every Host in the store, not only those the spec names: prune must find containers
 /// left on hosts the spec no longer mentions. A host missing from `observed` or not reachable gets
 /// no action and is listed in [`Plan::unreachable`].
-pub fn plan(
+pub fn plan<O: Borrow<HostObservation>>(
     app: &App,
     hosts: &[Host],
     images: &BTreeMap<String, String>,
-    observed: &BTreeMap<String, HostObservation>,
+    observed: &BTreeMap<String, O>,
 ) -> Result<Plan, PlanError> {
-    diff::plan(app, hosts, images, observed)
+    diff::plan(app, hosts, &desired_state(app, hosts, images)?, observed)
+}
+
+/// [`plan`] from a desired state already built (the engine builds it once per converge for the plan
+/// and the status).
+pub fn plan_desired<O: Borrow<HostObservation>>(
+    app: &App,
+    hosts: &[Host],
+    desired: &DesiredState,
+    observed: &BTreeMap<String, O>,
+) -> Result<Plan, PlanError> {
+    diff::plan(app, hosts, desired, observed)
 }
 
 /// Which spec image references each host needs, so the engine pulls and resolves images only

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 pub use super::labels::Component;
 pub use crate::spec::{PortMapping, Protocol, RestartPolicy, VolumeMount};
@@ -193,7 +193,7 @@ pub struct ContainerTemplate {
 // ---------------------------------------------------------------------------------------------
 
 /// Docker's container states, as the planner needs to distinguish them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerState {
     /// Created but never started.
@@ -220,7 +220,7 @@ impl ContainerState {
 }
 
 /// Docker healthcheck status of a container that has a healthcheck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Within the start period, or not yet checked.
@@ -229,6 +229,16 @@ pub enum Health {
     Healthy,
     /// Failed `retries` times in a row.
     Unhealthy,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        })
+    }
 }
 
 /// A container as listed by Docker on one host.

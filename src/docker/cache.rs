@@ -1,15 +1,17 @@
 //! Connections kept per host and re-made only when the Host's spec changes, plus each host's cache of
 //! observed state (the reflector pattern): the last list of berth's containers, trusted only while the
 //! host's Docker event stream is connected and no event has arrived since. A periodic resync where
-//! nothing changed therefore makes no Docker API call at all.
+//! nothing changed therefore makes no Docker API call at all, and every app's converge shares the
+//! one observation of a host instead of copying it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use futures::future::join_all;
+use parking_lot::Mutex;
 
-use crate::docker::{connect, DockerError, HostClient};
+use super::{connect, liveness, ops, DockerError, HostClient};
 use crate::plan::HostObservation;
 use crate::spec::{Host, HostSpec};
 
@@ -20,11 +22,12 @@ pub struct HostCache {
     seq: AtomicU64,
     /// True while the host's event stream is connected, so no change can go unnoticed.
     synced: AtomicBool,
-    state: std::sync::Mutex<Option<(u64, HostObservation)>>,
+    /// Shared, never copied: every app's converge reads the same host observation.
+    state: Mutex<Option<(u64, Arc<HostObservation>)>>,
     /// Pinned images (`repo@sha256:…`) this host was seen to hold. A digest names one image for
     /// ever, so only a removal by hand can make an entry wrong, and a create that then finds the
     /// image missing forgets it and pulls.
-    images: std::sync::Mutex<std::collections::HashSet<String>>,
+    images: Mutex<HashSet<String>>,
 }
 
 impl HostCache {
@@ -40,13 +43,13 @@ impl HostCache {
     }
 
     /// The cached observation, if it is still current.
-    pub fn current(&self) -> Option<HostObservation> {
+    pub fn current(&self) -> Option<Arc<HostObservation>> {
         if !self.synced.load(Ordering::SeqCst) {
             return None;
         }
         let seq = self.seq.load(Ordering::SeqCst);
-        match &*self.state.lock().expect("cache lock") {
-            Some((at, obs)) if *at == seq => Some(obs.clone()),
+        match &*self.state.lock() {
+            Some((at, obs)) if *at == seq => Some(Arc::clone(obs)),
             _ => None,
         }
     }
@@ -57,36 +60,36 @@ impl HostCache {
         self.seq.load(Ordering::SeqCst)
     }
 
-    pub fn store(&self, seq: u64, obs: HostObservation) {
-        *self.state.lock().expect("cache lock") = Some((seq, obs));
+    pub fn store(&self, seq: u64, obs: Arc<HostObservation>) {
+        *self.state.lock() = Some((seq, obs));
     }
 
     /// Whether the host was seen holding this pinned image.
     pub fn has_image(&self, image: &str) -> bool {
-        self.images.lock().expect("images lock").contains(image)
+        self.images.lock().contains(image)
     }
 
     /// The host holds this pinned image (it was inspected or pulled).
     pub fn add_image(&self, image: &str) {
-        self.images.lock().expect("images lock").insert(image.to_string());
+        self.images.lock().insert(image.to_string());
     }
 
     /// The host no longer holds this image (a create said so).
     pub fn forget_image(&self, image: &str) {
-        self.images.lock().expect("images lock").remove(image);
+        self.images.lock().remove(image);
     }
 
     /// Forget every image: the daemon may be another one now (a new endpoint, a restart).
     pub fn forget_images(&self) {
-        self.images.lock().expect("images lock").clear();
+        self.images.lock().clear();
     }
 }
 
 /// A cache of host clients and observations keyed by Host name.
 #[derive(Default)]
 pub struct HostPool {
-    clients: Mutex<HashMap<String, (HostSpec, HostClient)>>,
-    caches: std::sync::Mutex<HashMap<String, Arc<HostCache>>>,
+    clients: tokio::sync::Mutex<HashMap<String, (HostSpec, HostClient)>>,
+    caches: Mutex<HashMap<String, Arc<HostCache>>>,
 }
 
 impl HostPool {
@@ -117,6 +120,64 @@ impl HostPool {
 
     /// The observation cache of a host (created empty and not synced on first use).
     pub fn cache(&self, host: &str) -> Arc<HostCache> {
-        self.caches.lock().expect("caches lock").entry(host.to_string()).or_default().clone()
+        self.caches.lock().entry(host.to_string()).or_default().clone()
+    }
+}
+
+/// Connected hosts and what they hold, gathered in one pass.
+pub struct Observation {
+    pub clients: BTreeMap<String, HostClient>,
+    pub hosts: BTreeMap<String, Arc<HostObservation>>,
+    pub errors: BTreeMap<String, String>,
+}
+
+impl HostPool {
+    /// Connects to and lists every host in parallel; a host that fails is marked unreachable with its error.
+    pub async fn observe(&self, hosts: &[Host]) -> Observation {
+        let pool = self;
+        let results = join_all(hosts.iter().map(|h| async move {
+            let name = h.metadata.name.clone();
+            let cache = pool.cache(&name);
+            // A host that stopped answering is not waited on (a frozen dockerd would hold every converge
+            // for the call timeout): it is reported at once, and its pinger notices when it answers again.
+            if liveness::is_down(&name) {
+                let e = liveness::not_answering(&name);
+                return (name, Err(e));
+            }
+            let result = match pool.client(h).await {
+                Ok(client) => match cache.current() {
+                    Some(obs) => Ok((client, obs)),
+                    None => {
+                        let seq = cache.begin();
+                        let listed = ops::observe(&client).await.map(Arc::new);
+                        if let Ok(obs) = &listed {
+                            cache.store(seq, Arc::clone(obs));
+                        }
+                        listed.map(|obs| (client, obs))
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            if result.is_err() {
+                pool.forget(&name).await;
+            }
+            (name, result)
+        }))
+        .await;
+        let mut out = Observation { clients: BTreeMap::new(), hosts: BTreeMap::new(), errors: BTreeMap::new() };
+        for (name, result) in results {
+            match result {
+                Ok((client, obs)) => {
+                    out.clients.insert(name.clone(), client);
+                    out.hosts.insert(name, obs);
+                }
+                Err(e) => {
+                    out.hosts
+                        .insert(name.clone(), Arc::new(HostObservation { reachable: false, ..Default::default() }));
+                    out.errors.insert(name, e.to_string());
+                }
+            }
+        }
+        out
     }
 }

@@ -1,0 +1,102 @@
+//! Health gates: waiting for a container to run and, with a healthcheck, turn healthy, within the
+//! App's `rollout.healthTimeout`; the wait shows in the interim status while it lasts.
+
+use std::time::{Duration, Instant};
+
+use tracing::info;
+
+use super::execute::Run;
+use crate::docker::{ops, HostClient};
+use crate::plan::{ContainerState, Health};
+
+/// How often health is polled while waiting for a container.
+const HEALTH_POLL: Duration = Duration::from_millis(200);
+
+/// Why a health wait ended without a healthy container.
+pub(super) enum WaitFailure {
+    Failed(String),
+    Interrupted(String),
+}
+
+impl std::fmt::Display for WaitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFailure::Failed(e) | WaitFailure::Interrupted(e) => f.write_str(e),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// A gate: waits for an accessory's container unless this converge already saw that wait give up.
+    pub(super) async fn wait_ready_by_name(&self, host: &str, container: &str) -> Result<(), WaitFailure> {
+        let known = self.failed_waits.lock().get(&(host.to_string(), container.to_string())).cloned();
+        if let Some(e) = known {
+            return Err(WaitFailure::Failed(e));
+        }
+        match self.clients.get(host) {
+            Some(c) => self.wait_ready(c, container, container).await,
+            None => Err(WaitFailure::Failed(format!("{container} on {host}: host unreachable"))),
+        }
+    }
+
+    /// Waits until the container runs and, if it has a healthcheck, is healthy; the error carries the
+    /// last health output so a user sees why. The wait shows in the interim status while it lasts,
+    /// and ends early (interrupted) when the gate closes.
+    pub(super) async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), WaitFailure> {
+        let cut_short = || {
+            WaitFailure::Interrupted(format!(
+                "wait for {name} on {} cut short: the operator is stopping or no longer leads",
+                c.name
+            ))
+        };
+        if !self.gate.is_open() {
+            return Err(cut_short());
+        }
+        let what = match self.desired.by_name(name) {
+            Some(d) => format!("{}/{} on {}", d.component.kind(), d.component.name(), c.name),
+            None => format!("{name} on {}", c.name),
+        };
+        let deadline = Instant::now() + self.health_timeout;
+        let mut wait = None;
+        let mut last;
+        loop {
+            match ops::inspect_health(c, id).await {
+                Ok((ContainerState::Running, None | Some(Health::Healthy), _)) => return Ok(()),
+                Ok((state, health, output)) => {
+                    last = match (health, output) {
+                        (Some(h), Some(o)) if !o.is_empty() => format!("{state:?}, {h:?}: {o}").to_lowercase(),
+                        (Some(h), _) => format!("{state:?}, {h:?}").to_lowercase(),
+                        (None, _) => format!("{state:?}").to_lowercase(),
+                    };
+                    if matches!(state, ContainerState::Exited | ContainerState::Dead) && health.is_none() {
+                        return Err(self.gave_up(c, name, format!("{name} on {} exited", c.name)));
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+            let handle = wait.get_or_insert_with(|| {
+                info!(app = %self.app.metadata.name, namespace = %self.app.namespace(), "waiting for {what} to turn healthy");
+                self.progress.start_wait(what.clone(), self.health_timeout)
+            });
+            handle.update(last.split(':').next().unwrap_or_default());
+            if Instant::now() >= deadline {
+                let why = format!(
+                    "{name} on {} not healthy within {}: {last}",
+                    c.name,
+                    humantime::format_duration(self.health_timeout)
+                );
+                return Err(self.gave_up(c, name, why));
+            }
+            if !self.gate.is_open() {
+                return Err(cut_short());
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// Remembers a wait that gave up, so gates on the same container do not wait again.
+    pub(super) fn gave_up(&self, c: &HostClient, name: &str, why: String) -> WaitFailure {
+        self.failed_waits.lock().insert((c.name.clone(), name.to_string()), why.clone());
+        WaitFailure::Failed(why)
+    }
+}
