@@ -14,9 +14,10 @@ mod common;
 
 use std::time::Instant;
 
-use common::operator::{ready_at, Ctx, Operator, HTTPD};
-use common::specs::unix_hosts;
+use common::operator::Operator;
+use common::specs::{unix_hosts, HTTPD};
 use common::testbed::{secs, wait_until, Testbed};
+use common::world::{ready_at, Ctx};
 
 /// An App with one role `web` (no published port) on `hosts`; `colour` goes into its env, so a new
 /// colour is a new generation.

@@ -8,9 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::operator::{component, ready_at, Ctx, HTTPD, NEVER_HEALTHY, WEB_HEALTH};
-use common::specs::unix_hosts;
+use common::containers::{component, Ctr};
+use common::specs::{unix_hosts, HTTPD, NEVER_HEALTHY, WEB_HEALTH};
 use common::testbed::{secs, wait_until, Testbed};
+use common::world::{ready_at, Ctx};
 use serde_json::Value;
 
 fn unix_now() -> f64 {
@@ -73,12 +74,12 @@ fn reason(s: &Value) -> &str {
     s["conditions"][0]["reason"].as_str().unwrap_or_default()
 }
 
-fn has_env(c: &common::operator::Ctr, kv: &str) -> bool {
+fn has_env(c: &Ctr, kv: &str) -> bool {
     c.env.iter().any(|e| e == kv)
 }
 
 /// The one web container of `app` on `host`, running and healthy, with `kv` in its env.
-fn serving(tb: &Testbed, host: &str, app: &str, kv: &str) -> Option<common::operator::Ctr> {
+fn serving(tb: &Testbed, host: &str, app: &str, kv: &str) -> Option<Ctr> {
     let cs = component(tb, host, app, "berth.role=web");
     match cs.as_slice() {
         [c] if c.status == "running" && c.health.as_deref() == Some("healthy") && has_env(c, kv) => Some(c.clone()),

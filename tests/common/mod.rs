@@ -3,6 +3,7 @@
 //! Every test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod events;
 pub mod operator;
 pub mod outage;
@@ -11,3 +12,4 @@ pub mod run;
 pub mod specs;
 pub mod sshd;
 pub mod testbed;
+pub mod world;

@@ -31,7 +31,8 @@ impl Sshd {
             assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
         }
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap(); // sshd's privilege-separation directory
+        // sshd's privilege-separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
         // Per process and per call, so two tests never race for one port in one namespace.
         static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
