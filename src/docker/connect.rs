@@ -13,7 +13,9 @@ use crate::spec::{parse_endpoint, AddressPool, Endpoint, Host};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Calls in flight per host: enough to overlap, few enough not to swamp a small host.
 pub const MAX_IN_FLIGHT: usize = 8;
-/// Debian's engine speaks 1.41; we start at the newest bollard knows and negotiate down.
+/// Bound on the API-version negotiation that opens a client: a host that does not answer it is
+/// reported unreachable rather than holding the converge. (Debian's engine speaks 1.41; the client
+/// starts at the newest version bollard knows and negotiates down.)
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Docker call failed on a named host; the message is what a user needs to act.

@@ -6,8 +6,8 @@
 //! These keys are a public contract: other tools may select berth's containers with them, and a
 //! berth upgrade must keep recognising containers created by an older berth.
 //!
-//! This module is self-contained (it only depends on `std`) so it can move to `docker::labels`
-//! without touching the planner.
+//! This module is self-contained (it depends on `std` and `serde` only) so it can move to
+//! `docker::labels` without touching the planner.
 
 use std::collections::BTreeMap;
 use std::fmt;
