@@ -31,8 +31,8 @@ use serde_json::Value;
 
 // ------------------------------------------------------------------------------------ helpers
 
-/// A host port no other test binary publishes: `61000 + (pid % 500) * 8 + n`, n < 8 (engine_e2e
-/// uses 20000..40000, operator_e2e 40000..60000).
+/// A host port no other test binary publishes: `61000 + (pid % 500) * 8 + n`, n < 8 (the engine_*
+/// binaries use 20000..32000, the operator_* binaries 40000..60000).
 fn port() -> u16 {
     static N: AtomicU16 = AtomicU16::new(0);
     host_port(&N, 61000, 500, 8, "metrics_e2e")

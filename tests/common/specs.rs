@@ -65,6 +65,17 @@ metadata:
     )
 }
 
+/// The app most operator tests run: role `web` serving httpd on `hosts`, published on `port`, healthy
+/// once it answers, and `COLOR` in its env (a new colour is a new generation).
+pub fn web_app(tb: &Testbed, app: &str, ns: &str, hosts: &[&str], port: u16, color: &str) -> AppSpec {
+    AppSpec::new(app, ns, &tb.images.app_v1).env("COLOR", color).role("web", web_role(hosts, port))
+}
+
+/// The role of [`web_app`]: httpd on `hosts`, published on `port`, healthy once it answers.
+pub fn web_role(hosts: &[&str], port: u16) -> RoleSpec {
+    RoleSpec::on(hosts).cmd(HTTPD).publish(port).health(WEB_HEALTH)
+}
+
 /// An App document: roles, accessories and rollout settings in the order they were added.
 #[derive(Debug, Clone)]
 pub struct AppSpec {

@@ -422,6 +422,15 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<(u16, String
     Ok((status, body.to_string()))
 }
 
+/// The trimmed body of `GET http://IP:PORT/` when it answers 200, else `None`: what a service
+/// serves right now, without waiting.
+pub fn http_body(ip: &str, port: u16) -> Option<String> {
+    match http_get(ip, port, "/") {
+        Ok((200, body)) => Some(body.trim().to_string()),
+        _ => None,
+    }
+}
+
 /// Polls `http://IP:PORT/PATH` until a 200 response whose body contains `needle`; returns
 /// the body. Panics with the last answer or error after `timeout`.
 pub fn wait_for_http(ip: &str, port: u16, path: &str, needle: &str, timeout: Duration) -> String {
