@@ -260,7 +260,10 @@ async fn a_batch_is_all_or_nothing() {
     let before = raw_keys(&p.path).await;
     let refused = [one(&host_doc("h3")), one(&app_doc("jobs", "default", "reg.local/web:2", "h2", "8081:80", ""))];
     match s.apply_all(&refused, false).await {
-        Err(StoreError::Refused(m)) => assert!(m.starts_with("app/jobs -n default: it is being deleted"), "{m}"),
+        Err(e @ StoreError::BeingDeleted { .. }) => {
+            let m = e.to_string();
+            assert!(m.starts_with("app/jobs -n default: it is being deleted"), "{m}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(raw_keys(&p.path).await, before, "a refused batch wrote part of itself");
@@ -297,7 +300,9 @@ async fn repin_request_survives_a_reapply_and_keeps_the_generation() {
     assert_eq!(s.apply(&one(&pinned), false).await.unwrap(), ApplyOutcome::Configured);
     assert_eq!(raw_get(&key).await.unwrap().0["metadata"]["annotations"]["berth.dev/repin-requested-at"], "from-git");
 
-    assert!(matches!(s.request_repin("default", "nope").await, Err(StoreError::NotFound(m)) if m == "app/nope -n default"));
+    assert!(
+        matches!(s.request_repin("default", "nope").await, Err(StoreError::NotFound(m)) if m == "app/nope -n default")
+    );
 }
 
 // ------------------------------------------------------------------------------------ prefix
@@ -362,7 +367,8 @@ async fn delete_app_marks_it_and_apply_is_refused() {
     // Apply (changed or not) is refused and writes nothing.
     for d in [doc.clone(), doc.replace("web:1", "web:2")] {
         match s.apply(&one(&d), false).await {
-            Err(StoreError::Refused(m)) => {
+            Err(e @ StoreError::BeingDeleted { .. }) => {
+                let m = e.to_string();
                 assert!(m.contains("app/web -n prod") && m.contains("being deleted"), "{m}")
             }
             other => panic!("apply on a deleting app must be refused, got {other:?}"),
@@ -408,7 +414,10 @@ spec:
     s.apply(&one(shop), false).await.unwrap();
 
     match s.delete_host("h1").await {
-        Err(StoreError::Refused(m)) => assert!(m.contains("app/shop -n staging"), "{m}"),
+        Err(StoreError::HostInUse { host, apps }) => {
+            assert_eq!(host, "h1");
+            assert!(apps.iter().any(|a| a.contains("app/shop -n staging")), "{apps:?}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(raw_get(&format!("{}/hosts/h1", p.path)).await.is_some());

@@ -174,7 +174,7 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
     let mut last_line = String::new();
     // Woken by every write of the status key, so Ready is seen the moment the operator writes it;
     // the 250 ms poll stays as the fallback (and keeps the progress line and the timeout honest).
-    let mut status_writes = store.client().watch(store.keys().status(namespace, name), None).await.ok();
+    let mut status_writes = store.watch_key(&store.keys().status(namespace, name)).await.ok();
     loop {
         let app = load_app(store, name, namespace).await?;
         let generation = app.value.metadata.generation.unwrap_or(0);
@@ -213,9 +213,9 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
         }
         let poll = std::time::Duration::from_millis(250);
         match status_writes.as_mut() {
-            Some(stream) => match tokio::time::timeout(poll, stream.message()).await {
-                Ok(Ok(Some(_))) | Err(_) => {}
-                Ok(_) => status_writes = None, // the watch ended: poll from now on
+            Some(writes) => match tokio::time::timeout(poll, writes.changed()).await {
+                Ok(true) | Err(_) => {}
+                Ok(false) => status_writes = None, // the watch ended: poll from now on
             },
             None => tokio::time::sleep(poll).await,
         }

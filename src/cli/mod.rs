@@ -46,7 +46,15 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Failure {
         let code = match e {
             StoreError::NotFound(_) => ExitCode::NotFound,
-            _ => ExitCode::Store,
+            // Unreachable, failed or refused (a conflict, a host still in use, an app being deleted).
+            StoreError::Unreachable { .. }
+            | StoreError::Etcd(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::NotLeader
+            | StoreError::BeingDeleted { .. }
+            | StoreError::Contended { .. }
+            | StoreError::LockBusy { .. }
+            | StoreError::HostInUse { .. } => ExitCode::Store,
         };
         Failure::new(code, e.to_string())
     }
@@ -443,12 +451,7 @@ async fn check_against_store(store: &Store, batch: &[Resource]) -> Result<(), Fa
     let mut errors = Vec::new();
     for r in batch {
         if let Resource::Host(h) = r {
-            // Two Hosts for one daemon would each see the other's containers as leftovers to prune.
-            let twins: Vec<String> = hosts
-                .iter()
-                .filter(|o| o.metadata.name != h.metadata.name && o.spec.endpoint == h.spec.endpoint)
-                .map(|o| format!("host/{}", o.metadata.name))
-                .collect();
+            let twins: Vec<String> = spec::endpoint_twins(h, &hosts).iter().map(|n| format!("host/{n}")).collect();
             if !twins.is_empty() {
                 errors.push(format!(
                     "{}: spec.endpoint: {} is already the endpoint of {}",

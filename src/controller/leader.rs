@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::store::Store;
+use crate::store::{Lease, Store};
 
 /// The engine's gate while this process leads: open while the leadership still holds `lease` and
 /// no shutdown began, so a deposed or stopping leader starts no Docker action and ends its waits.
@@ -31,24 +30,15 @@ pub async fn campaign(
     tx: watch::Sender<Option<i64>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let key = store.keys().leader();
     let ttl_secs = ttl.as_secs().max(2) as i64;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let mut client = store.client();
-        let lease = match client.lease_grant(ttl_secs, None).await {
-            Ok(l) => l.id(),
+        let mut lease = match store.grant_lease(ttl_secs).await {
+            Ok(l) => l,
             Err(e) => {
-                warn!(error = %e, "cannot get a lease; retrying");
-                tokio::select! { _ = tokio::time::sleep(ttl / 3) => continue, _ = shutdown.changed() => return }
-            }
-        };
-        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
-            Ok(k) => k,
-            Err(e) => {
-                warn!(error = %e, "cannot keep a lease alive; retrying");
+                warn!(error = %e, "cannot get a lease or keep it alive; retrying");
                 tokio::select! { _ = tokio::time::sleep(ttl / 3) => continue, _ = shutdown.changed() => return }
             }
         };
@@ -56,33 +46,27 @@ pub async fn campaign(
         let mut last_renewed = Instant::now();
         loop {
             if !leading {
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.as_str(), identity.as_str(), Some(PutOptions::new().with_lease(lease)))]);
-                match client.txn(txn).await {
-                    Ok(r) if r.succeeded() => {
+                match store.campaign(&identity, &lease).await {
+                    Ok(true) => {
                         leading = true;
-                        info!(identity = %identity, lease, "became leader");
+                        info!(identity = %identity, lease = lease.id(), "became leader");
                         crate::metrics::global().leader.set(1);
-                        let _ = tx.send(Some(lease));
+                        let _ = tx.send(Some(lease.id()));
                     }
-                    Ok(_) => {}
+                    Ok(false) => {}
                     Err(e) => warn!(error = %e, "leader election request failed"),
                 }
             }
-            let renew = async {
-                keeper.keep_alive().await?;
-                responses.message().await
-            };
             let renewed = tokio::select! {
-                r = tokio::time::timeout(ttl / 3, renew) => r,
-                _ = shutdown.changed() => {
-                    release(&mut client, lease, leading, &tx).await;
-                    return;
-                }
+                r = tokio::time::timeout(ttl / 3, lease.renew()) => Some(r),
+                _ = shutdown.changed() => None,
+            };
+            let Some(renewed) = renewed else {
+                release(lease, leading, &tx).await;
+                return;
             };
             match renewed {
-                Ok(Ok(Some(r))) if r.ttl() > 0 => last_renewed = Instant::now(),
+                Ok(Ok(Some(granted))) if granted > 0 => last_renewed = Instant::now(),
                 other => {
                     if last_renewed.elapsed() >= ttl || matches!(other, Ok(Ok(Some(_)))) {
                         if leading {
@@ -99,7 +83,7 @@ pub async fn campaign(
             tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.changed() => {} }
             if *shutdown.borrow() {
                 // Seen during the pause: release now rather than after another renewal.
-                release(&mut client, lease, leading, &tx).await;
+                release(lease, leading, &tx).await;
                 return;
             }
         }
@@ -108,11 +92,11 @@ pub async fn campaign(
 }
 
 /// Steps down and revokes the lease, so a standby takes over at once instead of after the TTL.
-async fn release(client: &mut etcd_client::Client, lease: i64, leading: bool, tx: &watch::Sender<Option<i64>>) {
+async fn release(lease: Lease, leading: bool, tx: &watch::Sender<Option<i64>>) {
     if leading {
         let _ = tx.send(None);
         crate::metrics::global().leader.set(0);
     }
-    let _ = client.lease_revoke(lease).await;
+    lease.revoke().await;
     info!("lease released");
 }

@@ -158,7 +158,7 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) 
                 shared.tombstones.bury(key.clone(), *last);
                 shared.queue.add(key);
             }
-            Change::Hosts => {
+            Change::Hosts(changed) => {
                 let hosts: Vec<String> = shared.reflector.hosts().into_iter().map(|h| h.metadata.name).collect();
                 for h in known_hosts.iter().filter(|h| !hosts.contains(h)) {
                     metrics::global().host_gone(h);
@@ -168,7 +168,9 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) 
                     metrics::global().host_known(h);
                 }
                 known_hosts = hosts;
-                for key in all_keys(&shared) {
+                // Only the apps placed on a changed Host (now or by their previous spec), and the
+                // deleted ones still being pruned.
+                for key in shared.reflector.apps_on_hosts(&changed).into_iter().chain(shared.tombstones.keys()) {
                     shared.queue.add(key);
                 }
             }

@@ -1,46 +1,32 @@
-//! The operator's view of the store (kube-runtime's watcher + reflector): one list, then a watch from
-//! that list's revision; a compacted revision or a broken watch means list again. A failed or empty
-//! read never counts as "every app was deleted": only a successful list or a delete event removes one.
+//! The operator's view of the store (kube-runtime's watcher + reflector): the store's list-then-watch
+//! ([`crate::store::Watcher`]) feeds [`snapshot::apply_event`], which keeps the picture readers share.
+//! A failed or empty read never counts as "every app was deleted": only a successful list or a
+//! delete event removes one.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+mod snapshot;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use parking_lot::RwLock;
+use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+pub use snapshot::{apply_event, AppKey, Change, Snapshot};
+
 use crate::spec::{App, Host};
-use crate::store::{KeyKind, Store, Versioned};
-
-/// An App's identity in the queue: (namespace, name).
-pub type AppKey = (String, String);
-
-/// What changed in the store, as the dispatcher needs it.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// An App was created or changed.
-    App(AppKey),
-    /// An App's key disappeared; carries the last known spec so its containers can be found.
-    AppGone(AppKey, Box<Versioned<App>>),
-    /// A Host was created, changed or removed: every app may be affected.
-    Hosts,
-}
-
-/// The last consistent picture of apps and hosts.
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
-    pub apps: BTreeMap<AppKey, Versioned<App>>,
-    pub hosts: BTreeMap<String, Host>,
-}
+use crate::store::{Store, StoreError, Versioned, WatchError, WatchEvent};
 
 /// The shared, always-readable store view plus a flag that turns true after the first full list.
 pub struct Reflector {
     state: RwLock<Snapshot>,
     ready: watch::Sender<bool>,
     /// Whether etcd answers right now: false from a failed list or a broken watch until a list succeeds.
-    connected: std::sync::atomic::AtomicBool,
+    connected: AtomicBool,
 }
 
 impl Default for Reflector {
@@ -48,26 +34,49 @@ impl Default for Reflector {
         Reflector {
             state: RwLock::new(Snapshot::default()),
             ready: watch::channel(false).0,
-            connected: std::sync::atomic::AtomicBool::new(false),
+            connected: AtomicBool::new(false),
         }
     }
 }
 
 impl Reflector {
     pub fn snapshot(&self) -> Snapshot {
-        self.state.read().expect("reflector lock").clone()
+        self.state.read().clone()
     }
 
+    /// An App as the reflector holds it, shared (no copy of the spec).
+    pub fn get(&self, key: &AppKey) -> Option<Versioned<Arc<App>>> {
+        self.state.read().apps.get(key).cloned()
+    }
+
+    /// An owned copy of an App, the form `engine::converge` takes.
     pub fn app(&self, key: &AppKey) -> Option<Versioned<App>> {
-        self.state.read().expect("reflector lock").apps.get(key).cloned()
+        self.get(key).map(|a| Versioned { value: App::clone(&a.value), mod_revision: a.mod_revision })
     }
 
     pub fn hosts(&self) -> Vec<Host> {
-        self.state.read().expect("reflector lock").hosts.values().cloned().collect()
+        self.state.read().hosts.values().cloned().collect()
     }
 
     pub fn app_keys(&self) -> Vec<AppKey> {
-        self.state.read().expect("reflector lock").apps.keys().cloned().collect()
+        self.state.read().apps.keys().cloned().collect()
+    }
+
+    /// The apps a change of these Hosts may affect: those whose current or previous spec places
+    /// containers on one of them.
+    pub fn apps_on_hosts(&self, hosts: &BTreeSet<String>) -> BTreeSet<AppKey> {
+        let state = self.state.read();
+        hosts.iter().flat_map(|h| state.apps_on_host(h)).cloned().collect()
+    }
+
+    /// An App's status as last seen by the watch, decoded as the engine's `T`; `Corrupt` like
+    /// [`Store::get_status`]. It may lag a write this process just made (the watch has not brought
+    /// it yet): a reader that wrote the status compares `mod_revision` with its write's first.
+    pub fn status<T: DeserializeOwned>(&self, key: &AppKey) -> Result<Option<Versioned<T>>, StoreError> {
+        let Some(raw) = self.state.read().statuses.get(key).cloned() else { return Ok(None) };
+        let shown = format!("status of app/{} -n {}", key.1, key.0);
+        let value = crate::store::decode(&shown, &raw.value)?;
+        Ok(Some(Versioned { value, mod_revision: raw.mod_revision }))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -76,11 +85,11 @@ impl Reflector {
 
     /// Whether the store answered the last list and the watch since is intact.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(std::sync::atomic::Ordering::SeqCst)
+        self.connected.load(Ordering::SeqCst)
     }
 
     fn set_connected(&self, up: bool) {
-        self.connected.store(up, std::sync::atomic::Ordering::SeqCst);
+        self.connected.store(up, Ordering::SeqCst);
     }
 
     /// Records that a full list succeeded. `send_replace`, not `send`: `send` leaves the value unchanged
@@ -97,138 +106,57 @@ impl Reflector {
 }
 
 /// Lists and watches the store for ever, feeding `reflector` and sending changes; returns on shutdown.
-pub async fn run(store: Store, reflector: Arc<Reflector>, changes: mpsc::UnboundedSender<Change>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = crate::controller::queue::retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+pub async fn run(
+    store: Store,
+    reflector: Arc<Reflector>,
+    changes: mpsc::UnboundedSender<Change>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let retry = || crate::controller::queue::retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+    let mut backoff = retry();
     let mut first = true;
+    let mut watcher = store.watch_all();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let revision = match list(&store, &reflector, &changes).await {
-            Ok(rev) => rev,
-            Err(e) => {
+        let event = tokio::select! { e = watcher.next() => e, _ = shutdown.changed() => return };
+        match event {
+            Ok(event) => {
+                let listed = match &event {
+                    WatchEvent::Listed { revision, .. } => Some(*revision),
+                    _ => None,
+                };
+                let (found, apps, hosts) = {
+                    let mut state = reflector.state.write();
+                    let found = apply_event(&mut state, event);
+                    (found, state.apps.len(), state.hosts.len())
+                };
+                // Sent once the snapshot holds them, so the dispatcher reads what it is told about.
+                for change in found {
+                    let _ = changes.send(change);
+                }
+                if let Some(revision) = listed {
+                    backoff = retry();
+                    if !first {
+                        crate::metrics::global().etcd_watch_restarts.inc();
+                    }
+                    first = false;
+                    reflector.set_connected(true);
+                    reflector.mark_ready();
+                    info!(revision, apps, hosts, "store listed");
+                }
+            }
+            Err(WatchError::List(e)) => {
                 reflector.set_connected(false);
                 let wait = backoff.next().unwrap_or(Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot list the store; keeping the last known state");
                 tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = shutdown.changed() => return }
-                continue;
             }
-        };
-        backoff = crate::controller::queue::retry_backoff().with_max_delay(Duration::from_secs(30)).build();
-        if !first {
-            crate::metrics::global().etcd_watch_restarts.inc();
-        }
-        first = false;
-        reflector.set_connected(true);
-        reflector.mark_ready();
-        tokio::select! {
-            r = watch_from(&store, &reflector, &changes, revision + 1) => {
-                warn!(reason = %r, "store watch ended; listing again");
+            Err(WatchError::Ended(reason)) => {
+                warn!(reason = %reason, "store watch ended; listing again");
                 reflector.set_connected(false);
                 tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// One full list; replaces the snapshot and reports what differs from the previous one.
-async fn list(store: &Store, reflector: &Reflector, changes: &mpsc::UnboundedSender<Change>) -> Result<i64, String> {
-    let keys = store.keys().clone();
-    let mut kv = store.client().kv_client();
-    let resp = kv.get(keys.root(), Some(GetOptions::new().with_prefix())).await.map_err(|e| e.to_string())?;
-    let revision = resp.header().map(|h| h.revision()).ok_or("list answered without a revision")?;
-    let mut fresh = Snapshot::default();
-    for kv in resp.kvs() {
-        let key = String::from_utf8_lossy(kv.key()).to_string();
-        match keys.parse(&key) {
-            Some(KeyKind::App { namespace, name }) => match serde_json::from_slice::<App>(kv.value()) {
-                Ok(app) => {
-                    fresh.apps.insert((namespace, name), Versioned { value: app, mod_revision: kv.mod_revision() });
-                }
-                Err(e) => warn!(key = %key, error = %e, "skipping an App that does not parse"),
-            },
-            Some(KeyKind::Host { name }) => match serde_json::from_slice::<Host>(kv.value()) {
-                Ok(host) => {
-                    fresh.hosts.insert(name, host);
-                }
-                Err(e) => warn!(key = %key, error = %e, "skipping a Host that does not parse"),
-            },
-            _ => {}
-        }
-    }
-    let old = std::mem::replace(&mut *reflector.state.write().expect("reflector lock"), fresh.clone());
-    for (key, app) in &fresh.apps {
-        if old.apps.get(key).map(|o| o.mod_revision) != Some(app.mod_revision) {
-            let _ = changes.send(Change::App(key.clone()));
-        }
-    }
-    for (key, app) in old.apps {
-        if !fresh.apps.contains_key(&key) {
-            let _ = changes.send(Change::AppGone(key, Box::new(app)));
-        }
-    }
-    if old.hosts != fresh.hosts {
-        let _ = changes.send(Change::Hosts);
-    }
-    info!(revision, apps = fresh.apps.len(), hosts = fresh.hosts.len(), "store listed");
-    Ok(revision)
-}
-
-/// Applies watch events until the watch breaks; returns why.
-async fn watch_from(store: &Store, reflector: &Reflector, changes: &mpsc::UnboundedSender<Change>, start: i64) -> String {
-    let keys = store.keys().clone();
-    let mut client = store.client();
-    let options = WatchOptions::new().with_prefix().with_start_revision(start).with_prev_key();
-    let mut stream = match client.watch(keys.root(), Some(options)).await {
-        Ok(s) => s,
-        Err(e) => return format!("cannot watch: {e}"),
-    };
-    loop {
-        let resp = match stream.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return "watch stream closed".into(),
-            Err(e) => return format!("watch failed: {e}"),
-        };
-        if resp.compact_revision() > 0 {
-            return format!("revision {start} was compacted (now {})", resp.compact_revision());
-        }
-        if resp.canceled() {
-            return format!("watch canceled: {}", resp.cancel_reason());
-        }
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            let key = String::from_utf8_lossy(kv.key()).to_string();
-            let mut state = reflector.state.write().expect("reflector lock");
-            match (keys.parse(&key), event.event_type()) {
-                (Some(KeyKind::App { namespace, name }), EventType::Put) => {
-                    match serde_json::from_slice::<App>(kv.value()) {
-                        Ok(app) => {
-                            let k = (namespace, name);
-                            state.apps.insert(k.clone(), Versioned { value: app, mod_revision: kv.mod_revision() });
-                            let _ = changes.send(Change::App(k));
-                        }
-                        Err(e) => warn!(key = %key, error = %e, "ignoring an App that does not parse"),
-                    }
-                }
-                (Some(KeyKind::App { namespace, name }), EventType::Delete) => {
-                    let k = (namespace, name);
-                    if let Some(last) = state.apps.remove(&k) {
-                        let _ = changes.send(Change::AppGone(k, Box::new(last)));
-                    }
-                }
-                (Some(KeyKind::Host { name }), EventType::Put) => match serde_json::from_slice::<Host>(kv.value()) {
-                    Ok(host) => {
-                        state.hosts.insert(name, host);
-                        let _ = changes.send(Change::Hosts);
-                    }
-                    Err(e) => warn!(key = %key, error = %e, "ignoring a Host that does not parse"),
-                },
-                (Some(KeyKind::Host { name }), EventType::Delete) => {
-                    state.hosts.remove(&name);
-                    let _ = changes.send(Change::Hosts);
-                }
-                _ => {}
             }
         }
     }

@@ -263,7 +263,7 @@ impl ConvergeReport<'_> {
     /// host matters, since nothing says where leftovers may be.
     fn matters(&self, host: &str) -> bool {
         self.desired.wants_host(host)
-            || crate::store::app_uses_host(self.app, host)
+            || crate::spec::app_uses_host(self.app, host)
             || self.previous_hosts.is_none_or(|p| p.contains(host))
     }
 }

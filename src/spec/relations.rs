@@ -1,0 +1,94 @@
+//! How resources relate to one another (which hosts an App uses, which Hosts share a daemon), and
+//! the metadata every kind carries. Pure: the store's checks and the operator's index ask these.
+
+use std::collections::BTreeSet;
+
+use super::{App, Host, ObjectMeta};
+
+/// Gives code that handles every resource kind (the store's apply rules) their metadata.
+pub trait HasMeta {
+    fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
+}
+
+impl HasMeta for App {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl HasMeta for Host {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Every host an App's spec places a container on (roles and accessories).
+pub fn hosts_of(app: &App) -> BTreeSet<String> {
+    let roles = app.spec.roles.values().flat_map(|r| r.hosts.iter());
+    let accessories = app.spec.accessories.values().flat_map(|a| a.hosts.iter());
+    roles.chain(accessories).cloned().collect()
+}
+
+/// Whether an App places any container on a host.
+pub fn app_uses_host(app: &App, host: &str) -> bool {
+    app.spec.roles.values().any(|r| r.hosts.iter().any(|h| h == host))
+        || app.spec.accessories.values().any(|a| a.hosts.iter().any(|h| h == host))
+}
+
+/// The other Hosts (by name) with `host`'s endpoint. Two Hosts for one daemon would each see the
+/// other's containers as leftovers to prune, so a Host with a twin is refused.
+pub fn endpoint_twins<'a>(host: &Host, hosts: &'a [Host]) -> Vec<&'a str> {
+    hosts
+        .iter()
+        .filter(|o| o.metadata.name != host.metadata.name && o.spec.endpoint == host.spec.endpoint)
+        .map(|o| o.metadata.name.as_str())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(roles: &str, accessories: &str) -> App {
+        serde_json::from_str(&format!(
+            r#"{{"apiVersion": "berth.dev/v1alpha1", "kind": "App", "metadata": {{"name": "a"}},
+                "spec": {{"image": "i", "roles": {roles}, "accessories": {accessories}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn host(name: &str, endpoint: &str) -> Host {
+        serde_json::from_str(&format!(
+            r#"{{"apiVersion": "berth.dev/v1alpha1", "kind": "Host", "metadata": {{"name": "{name}"}},
+                "spec": {{"endpoint": "{endpoint}"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_app_uses_the_hosts_of_its_roles_and_its_accessories() {
+        let a = app(r#"{"web": {"hosts": ["h1", "h2"]}}"#, r#"{"db": {"image": "d", "hosts": ["h3"]}}"#);
+        assert_eq!(hosts_of(&a), ["h1", "h2", "h3"].map(String::from).into());
+        for h in ["h1", "h2", "h3"] {
+            assert!(app_uses_host(&a, h), "{h}");
+        }
+        assert!(!app_uses_host(&a, "h4"));
+        assert!(hosts_of(&app("{}", "{}")).is_empty());
+    }
+
+    #[test]
+    fn twins_are_the_other_hosts_with_the_same_endpoint() {
+        let hosts = [host("a", "tcp://x:2376"), host("b", "tcp://x:2376"), host("c", "unix:///s")];
+        assert_eq!(endpoint_twins(&hosts[0], &hosts), vec!["b"]);
+        assert_eq!(endpoint_twins(&hosts[2], &hosts), Vec::<&str>::new());
+        // A Host is not its own twin, even when it is the one being re-applied.
+        assert_eq!(endpoint_twins(&host("a", "tcp://x:2376"), &hosts[..1]), Vec::<&str>::new());
+    }
+}
