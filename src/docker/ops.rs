@@ -20,7 +20,7 @@ use crate::plan::{
     ContainerState, DesiredContainer, Health, HostObservation, ObservedContainer, ObservedNetwork, Protocol,
     RestartPolicy, VolumeMount,
 };
-use crate::spec::Subnet;
+use crate::spec::{parse_image, Subnet};
 
 /// Seconds Docker waits for a graceful stop before it kills.
 const STOP_GRACE_SECS: i32 = 10;
@@ -97,22 +97,14 @@ pub fn health_of(status: &str) -> Option<Health> {
 /// Resolves a reference to a pinned `repo@sha256:…` through the host's daemon (which asks the registry),
 /// so every container of this converge uses exactly that image, whatever the tag does later.
 pub async fn resolve_image(client: &HostClient, reference: &str) -> Result<String, DockerError> {
-    if reference.contains("@sha256:") {
+    let op = format!("resolve {reference}");
+    let image = parse_image(reference).map_err(|e| DockerError::new(&client.name, &op, e))?;
+    if image.is_pinned() {
         return Ok(reference.to_string());
     }
-    let op = format!("resolve {reference}");
     let inspect = client.call(&op, client.docker.inspect_registry_image(reference, None)).await?;
     let digest = inspect.descriptor.digest.ok_or_else(|| DockerError::new(&client.name, &op, "registry gave no digest"))?;
-    Ok(format!("{}@{}", repository_of(reference), digest))
-}
-
-/// `registry:5000/a/b:tag` → `registry:5000/a/b` (a port colon is not a tag colon).
-pub fn repository_of(reference: &str) -> &str {
-    let without_digest = reference.split('@').next().unwrap_or(reference);
-    match without_digest.rfind(':') {
-        Some(i) if !without_digest[i..].contains('/') => &without_digest[..i],
-        _ => without_digest,
-    }
+    Ok(format!("{}@{}", image.name(), digest))
 }
 
 /// Pulls an image unless the host already has it; a pinned reference is never tagged on the host.

@@ -20,7 +20,7 @@ impl Run<'_> {
             return Ok(false);
         }
         // Pinned references only: a digest names one image for ever, a tag may move.
-        let pinned = image.contains("@sha256:");
+        let pinned = crate::spec::parse_image(image).is_ok_and(|r| r.is_pinned());
         if pinned && self.pool.cache(&c.name).has_image(image) {
             self.images_ready.lock().insert(key);
             return Ok(false);

@@ -13,7 +13,7 @@ use super::progress::Progress;
 use super::Gate;
 use crate::docker::{ops, DockerError, HostClient, HostPool, Observation};
 use crate::plan::{Action, DesiredContainer, DesiredState, Plan};
-use crate::spec::{self, App};
+use crate::spec::App;
 
 /// The mutable record of one converge: errors per host, blocked roles, rollbacks, action counts.
 pub(super) struct Run<'a> {
@@ -73,7 +73,7 @@ impl<'a> Run<'a> {
         gate: &'a dyn Gate,
         desired: &'a DesiredState,
     ) -> Run<'a> {
-        let health_timeout = spec::parse_duration(&app.spec.rollout.health_timeout).unwrap_or(Duration::from_secs(60));
+        let health_timeout = desired.rollout().health_timeout;
         let per_host = || obs.clients.keys().map(|h| (h.clone(), tokio::sync::Mutex::new(()))).collect();
         let networks = obs.hosts.iter().flat_map(|(h, o)| o.networks.iter().map(move |n| (h.clone(), n.name.clone())));
         Run {

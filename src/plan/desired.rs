@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::spec::{self, App, Command, Host};
+use crate::spec::{
+    Accessory, App, Command, FieldError, Host, ParsedAccessory, ParsedHealthcheck, ParsedRole, ParsedWorkload, Role,
+    RoleLimits, RolloutPolicy,
+};
 
 use super::labels::{self, Component};
 use super::types::{
@@ -59,13 +62,25 @@ struct Source<'a> {
     hosts: &'a [String],
     cmd: Option<&'a Command>,
     env: BTreeMap<String, String>,
-    ports: &'a [String],
-    volumes: &'a [String],
-    healthcheck: Option<&'a spec::Healthcheck>,
     labels: &'a BTreeMap<String, String>,
-    restart: Option<&'a str>,
-    memory: Option<&'a str>,
-    cpus: Option<f64>,
+    /// Where the typed runtime fields come from; read when the template is built, after its image.
+    spec: ComponentSpec<'a>,
+}
+
+/// The spec of a role or an accessory, for its typed form.
+enum ComponentSpec<'a> {
+    Role(&'a Role),
+    Accessory(&'a Accessory),
+}
+
+impl ComponentSpec<'_> {
+    /// Ports, volumes and healthcheck, with the restart policy and limits (an accessory's are the defaults).
+    fn typed(&self) -> Result<(ParsedWorkload, RoleLimits), FieldError> {
+        match self {
+            ComponentSpec::Role(r) => ParsedRole::parse(r).map(|p| (p.workload, p.limits)),
+            ComponentSpec::Accessory(a) => ParsedAccessory::parse(a).map(|p| (p.workload, RoleLimits::default())),
+        }
+    }
 }
 
 /// The desired state of one App: each component's container template and the hosts it runs on,
@@ -75,9 +90,16 @@ struct Source<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct DesiredState {
     templates: Vec<(Arc<ContainerTemplate>, Vec<String>)>,
+    rollout: RolloutPolicy,
 }
 
 impl DesiredState {
+    /// How changed roles roll: replaces per batch and the health timeout (the defaults for an app
+    /// marked for deletion, which rolls nothing).
+    pub fn rollout(&self) -> &RolloutPolicy {
+        &self.rollout
+    }
+
     /// Every desired container, in the order above.
     pub fn containers(&self) -> impl Iterator<Item = DesiredContainer> + '_ {
         self.templates.iter().flat_map(|(template, on)| {
@@ -107,7 +129,7 @@ impl DesiredState {
 }
 
 /// See [`DesiredState`]. Fails on an unresolved image, a host that is not a Host resource, or a
-/// field that does not parse; an app marked for deletion wants nothing.
+/// field that does not parse (per component, then the rollout); an app marked for deletion wants nothing.
 pub(crate) fn desired_state(
     app: &App,
     hosts: &[Host],
@@ -128,7 +150,9 @@ pub(crate) fn desired_state(
         }
         templates.push((Arc::new(template), on.into_iter().map(str::to_string).collect()));
     }
-    Ok(DesiredState { templates })
+    let rollout = RolloutPolicy::parse(&app.spec.rollout)
+        .map_err(|e| PlanError::InvalidRollout { field: e.field.to_string(), message: e.message })?;
+    Ok(DesiredState { templates, rollout })
 }
 
 /// Accessories first, then roles, each in name order: the order the plan's phases use.
@@ -141,13 +165,8 @@ fn sources(app: &App) -> Vec<Source<'_>> {
             hosts: &a.hosts,
             cmd: a.cmd.as_ref(),
             env: a.env.clone(),
-            ports: &a.ports,
-            volumes: &a.volumes,
-            healthcheck: a.healthcheck.as_ref(),
             labels: &a.labels,
-            restart: None,
-            memory: None,
-            cpus: None,
+            spec: ComponentSpec::Accessory(a),
         });
     }
     for (name, r) in &app.spec.roles {
@@ -159,65 +178,26 @@ fn sources(app: &App) -> Vec<Source<'_>> {
             hosts: &r.hosts,
             cmd: r.cmd.as_ref(),
             env,
-            ports: &r.ports,
-            volumes: &r.volumes,
-            healthcheck: r.healthcheck.as_ref(),
             labels: &r.labels,
-            restart: r.restart.as_deref(),
-            memory: r.memory.as_deref(),
-            cpus: r.cpus,
+            spec: ComponentSpec::Role(r),
         });
     }
     out
 }
 
-/// The container for one component, identical on every host.
+/// The container for one component, identical on every host, built from its typed form.
 fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result<ContainerTemplate, PlanError> {
-    let invalid = |field: &str, message: String| PlanError::InvalidSpec {
-        component: s.component.to_string(),
-        field: field.to_string(),
-        message,
-    };
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
     let image = images.get(s.image).ok_or_else(|| PlanError::UnresolvedImage { image: s.image.to_string() })?;
-    let ports =
-        s.ports.iter().map(|p| spec::parse_port(p)).collect::<Result<Vec<_>, _>>().map_err(|e| invalid("ports", e))?;
-    let volumes = s
-        .volumes
-        .iter()
-        .map(|v| spec::parse_volume(v).map(|m| scope_volume(m, app_name, ns)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid("volumes", e))?;
-    let healthcheck = match s.healthcheck {
-        None => None,
-        Some(h) => {
-            let dur = |field: &str, v: &Option<String>| {
-                v.as_deref().map(spec::parse_duration).transpose().map_err(|e| invalid(field, e))
-            };
-            Some(HealthcheckConfig {
-                test: match &h.cmd {
-                    Command::Shell(c) => vec!["CMD-SHELL".to_string(), c.clone()],
-                    Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                },
-                interval: dur("healthcheck.interval", &h.interval)?,
-                timeout: dur("healthcheck.timeout", &h.timeout)?,
-                retries: h.retries,
-                start_period: dur("healthcheck.startPeriod", &h.start_period)?,
-            })
-        }
-    };
-    let restart =
-        s.restart.map(spec::parse_restart).transpose().map_err(|e| invalid("restart", e))?.unwrap_or_default();
-    let memory = s
-        .memory
-        .map(|m| spec::parse_memory(m).and_then(|b| i64::try_from(b).map_err(|_| format!("memory {m:?} out of range"))))
-        .transpose()
-        .map_err(|e| invalid("memory", e))?;
-    let nano_cpus = match s.cpus {
-        None => None,
-        Some(c) if c.is_finite() && c > 0.0 && c * 1e9 < i64::MAX as f64 => Some((c * 1e9).round() as i64),
-        Some(c) => return Err(invalid("cpus", format!("{c} is not a positive number of cores"))),
-    };
+    let (workload, limits) = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
+        component: s.component.to_string(),
+        field: e.field.to_string(),
+        message: e.message,
+    })?;
+    let ParsedWorkload { ports, volumes, healthcheck } = workload;
+    let volumes: Vec<VolumeMount> = volumes.into_iter().map(|m| scope_volume(m, app_name, ns)).collect();
+    let healthcheck = healthcheck.map(docker_healthcheck);
+    let RoleLimits { restart, memory, nano_cpus } = limits;
     let cmd = s.cmd.map(|c| match c {
         Command::Shell(sh) => vec!["sh".to_string(), "-c".to_string(), sh.clone()],
         Command::Exec(v) => v.clone(),
@@ -281,6 +261,20 @@ pub(crate) fn images_needed(app: &App, hosts: &[Host]) -> BTreeMap<String, BTree
         }
     }
     out
+}
+
+/// Docker's form of a healthcheck: the command as `Test`, durations as they are.
+fn docker_healthcheck(h: ParsedHealthcheck) -> HealthcheckConfig {
+    HealthcheckConfig {
+        test: match h.cmd {
+            Command::Shell(c) => vec!["CMD-SHELL".to_string(), c],
+            Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v).collect(),
+        },
+        interval: h.interval,
+        timeout: h.timeout,
+        retries: h.retries,
+        start_period: h.start_period,
+    }
 }
 
 /// Named volumes are scoped to the app and namespace (`shop-staging-data`), as compose scopes them to

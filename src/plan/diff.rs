@@ -224,7 +224,7 @@ pub(crate) fn plan<O: Borrow<HostObservation>>(
                     None => {}
                 }
             }
-            let per_batch = crate::spec::max_unavailable(&app.spec.rollout.max_unavailable, mine.len());
+            let per_batch = desired.rollout().max_unavailable.at_once(mine.len());
             let mut batches = Vec::new();
             if !first.is_empty() {
                 batches.push(first);

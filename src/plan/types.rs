@@ -552,4 +552,12 @@ pub enum PlanError {
         /// The parser's user-facing message.
         message: String,
     },
+    /// `rollout` holds a value that validation should have caught.
+    #[error("invalid {field}: {message}")]
+    InvalidRollout {
+        /// `rollout.maxUnavailable` or `rollout.healthTimeout`.
+        field: String,
+        /// The parser's user-facing message.
+        message: String,
+    },
 }

@@ -19,6 +19,34 @@ impl ImageRef {
     pub fn tag_or_latest(&self) -> &str {
         self.tag.as_deref().unwrap_or("latest")
     }
+
+    /// Whether the reference names one image for ever (it carries a digest), so it needs no
+    /// resolving and a host that holds it need not pull it again; a tag may move.
+    pub fn is_pinned(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// `registry:5000/team/app`: the reference without tag and digest, which a digest is appended to.
+    pub fn name(&self) -> String {
+        match &self.registry {
+            Some(r) => format!("{r}/{}", self.repository),
+            None => self.repository.clone(),
+        }
+    }
+}
+
+/// The reference exactly as written: parsing keeps every part verbatim, so this reads back equal.
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Parses an image reference; errors read `bad image "Shop:1": repository must be lowercase`.
@@ -200,6 +228,20 @@ mod tests {
         }
         let r = parse_image("localhost:5000/shop").unwrap();
         assert_eq!((r.registry.as_deref(), r.repository.as_str(), r.tag), (Some("localhost:5000"), "shop", None));
+    }
+
+    #[test]
+    fn pinned_references_carry_a_digest() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let pinned = parse_image(&format!("localhost:5000/team/shop:1@{digest}")).unwrap();
+        assert!(pinned.is_pinned());
+        assert_eq!(pinned.name(), "localhost:5000/team/shop");
+        let tagged = parse_image("localhost:5000/team/shop:1").unwrap();
+        assert!(!tagged.is_pinned());
+        assert_eq!(tagged.name(), "localhost:5000/team/shop");
+        for text in ["nginx", "[::1]:5000/shop:1", &format!("redis@{digest}"), &format!("a.b/c:7@{digest}")] {
+            assert_eq!(parse_image(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]

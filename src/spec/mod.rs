@@ -1,8 +1,8 @@
 //! Resource types, parsing, validation and schema.
 //!
-//! Pure: nothing here touches etcd or Docker. The parsed forms (`PortMapping`, `VolumeMount`,
-//! `Endpoint`, `ImageRef`, durations, memory, restart policy) are the ones the planner and the
-//! engine use, so what validates is exactly what runs.
+//! Pure: nothing here touches etcd or Docker. The typed forms (`ParsedRole`, `ParsedAccessory`,
+//! `RolloutPolicy`, `ImageRef`, `Endpoint`) are made by the parsers validation runs, and they are
+//! what the planner and the engine use, so what validates is exactly what runs.
 pub mod endpoint;
 pub mod error;
 pub mod image;
@@ -12,6 +12,7 @@ pub mod parse;
 pub mod ports;
 pub mod relations;
 pub mod schema;
+pub mod typed;
 pub mod types;
 pub mod validate;
 pub mod values;
@@ -26,10 +27,13 @@ pub use parse::{load_paths, load_sources, parse_str, Loaded};
 pub use ports::{parse_port, PortMapping, Protocol};
 pub use relations::{app_uses_host, endpoint_twins, hosts_of, HasMeta};
 pub use schema::{crd_value, crd_yaml, openapi_schema};
+pub use typed::{
+    FieldError, ParsedAccessory, ParsedHealthcheck, ParsedRole, ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp,
+};
 pub use types::*;
-pub use validate::{published_ports, validate, validate_against_store, Problem, PublishedPort};
+pub use validate::{published_ports, validate, validate_against_store, validate_app, Problem, PublishedPort};
 pub use values::{
     check_dns_label, check_env_key, check_max_unavailable, max_unavailable, parse_duration, parse_memory,
-    parse_percent, parse_restart, RestartPolicy,
+    parse_percent, parse_restart, MaxUnavailable, RestartPolicy,
 };
 pub use volumes::{parse_volume, VolumeMount};

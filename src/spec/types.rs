@@ -219,12 +219,19 @@ impl Default for Rollout {
     }
 }
 
+/// `rollout.maxUnavailable` when the spec gives none: one host at a time.
+pub const DEFAULT_MAX_UNAVAILABLE: u32 = 1;
+
+/// `rollout.healthTimeout` when the spec gives none; the one place this default lives.
+pub const DEFAULT_HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn default_max_unavailable() -> IntOrPercent {
-    IntOrPercent::Int(1)
+    IntOrPercent::Int(DEFAULT_MAX_UNAVAILABLE)
 }
 
+/// The wire text of [`DEFAULT_HEALTH_TIMEOUT`] (`60s`), as the CRD schema shows it.
 fn default_health_timeout() -> String {
-    "60s".to_string()
+    format!("{}s", DEFAULT_HEALTH_TIMEOUT.as_secs())
 }
 
 /// A count or a `"N%"` string, as in Kubernetes' `maxUnavailable`.

@@ -1,19 +1,20 @@
 //! Offline checks of one resource, plus the cross-resource checks `apply` runs against the store.
 //!
 //! Pure functions returning `(path, message)` pairs so callers decide how to locate them
-//! (file and document for `validate`, resource name for `apply`). Every check reuses the public
-//! parsers (`parse_port`, `parse_volume`, ...) so validation and execution never disagree.
+//! (file and document for `validate`, resource name for `apply`). The runtime fields are read by
+//! the typed parsers of [`super::typed`], the very ones the planner calls, so validation and
+//! execution never disagree; a valid App comes back in that typed form ([`validate_app`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::endpoint::{parse_endpoint, Endpoint};
 use super::image::parse_image;
 use super::ports::{parse_port, PortMapping, Protocol};
-use super::types::{Accessory, App, Command, Healthcheck, Host, Resource, Role, API_VERSION};
-use super::values::{
-    check_dns_label, check_env_key, check_max_unavailable, parse_duration, parse_memory, parse_restart,
+use super::typed::{
+    check_command, FieldError, ParsedAccessory, ParsedRole, ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp,
 };
-use super::volumes::parse_volume;
+use super::types::{Accessory, App, Command, Healthcheck, Host, Resource, Role, API_VERSION};
+use super::values::{check_dns_label, check_env_key};
 
 /// A problem: field path (`spec.roles.web.ports[0]`) and message.
 pub type Problem = (String, String);
@@ -28,20 +29,32 @@ impl Problems {
     }
 
     fn check<T>(&mut self, path: impl Into<String>, result: Result<T, String>) {
-        if let Err(message) = result {
-            self.push(path, message);
+        self.take(path, result);
+    }
+
+    /// Like `check`, and gives back the value when there is one.
+    fn take<T>(&mut self, path: impl Into<String>, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.push(path, message)).ok()
+    }
+
+    /// Records the typed parsers' errors at their paths under `base`.
+    fn fields(&mut self, base: &str, errors: Vec<FieldError>) {
+        for e in errors {
+            self.push(e.path_under(base), e.message);
         }
     }
 }
 
 /// Validates one resource on its own (no store, no other files).
 pub fn validate(res: &Resource) -> Vec<Problem> {
-    let mut p = Problems::default();
     match res {
-        Resource::App(app) => validate_app(app, &mut p),
-        Resource::Host(host) => validate_host(host, &mut p),
+        Resource::App(app) => validate_app(app).err().unwrap_or_default(),
+        Resource::Host(host) => {
+            let mut p = Problems::default();
+            validate_host(host, &mut p);
+            p.0
+        }
     }
-    p.0
 }
 
 /// `base.key`, or `base["key"]` when the key would make the path ambiguous.
@@ -63,27 +76,35 @@ fn check_header(p: &mut Problems, api_version: &str, kind: &str, expected_kind: 
     }
 }
 
-fn validate_app(app: &App, p: &mut Problems) {
-    check_header(p, &app.api_version, &app.kind, "App");
+/// Validates one App on its own and hands back its typed form, or every problem found.
+pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
+    let mut p = Problems::default();
+    check_header(&mut p, &app.api_version, &app.kind, "App");
     p.check("metadata.name", check_dns_label(&app.metadata.name));
     if let Some(ns) = &app.metadata.namespace {
         p.check("metadata.namespace", check_dns_label(ns));
     }
     let spec = &app.spec;
-    p.check("spec.image", parse_image(&spec.image));
-    check_env(p, "spec.env", &spec.env);
+    let image = p.take("spec.image", parse_image(&spec.image));
+    check_env(&mut p, "spec.env", &spec.env);
     if spec.roles.is_empty() && spec.accessories.is_empty() {
         p.push("spec", "app has no roles and no accessories: nothing to run");
     }
-    for (name, role) in &spec.roles {
-        check_role(p, app, name, role);
+    let roles: Vec<_> =
+        spec.roles.iter().map(|(name, role)| (name.clone(), check_role(&mut p, app, name, role))).collect();
+    let accessories: Vec<_> =
+        spec.accessories.iter().map(|(name, acc)| (name.clone(), check_accessory(&mut p, app, name, acc))).collect();
+    let mut errors = Vec::new();
+    let rollout = RolloutPolicy::collect(&spec.rollout, &mut errors);
+    p.fields("spec", errors);
+    check_ports_unique(&mut p, app);
+    let accessories: Option<_> = accessories.into_iter().map(|(name, acc)| acc.map(|a| (name, a))).collect();
+    match (p.0.is_empty(), image, accessories) {
+        (true, Some(image), Some(accessories)) => {
+            Ok(ValidApp { image, roles: roles.into_iter().collect(), accessories, rollout })
+        }
+        _ => Err(p.0),
     }
-    for (name, acc) in &spec.accessories {
-        check_accessory(p, app, name, acc);
-    }
-    p.check("spec.rollout.maxUnavailable", check_max_unavailable(&spec.rollout.max_unavailable));
-    check_positive_duration(p, "spec.rollout.healthTimeout", &spec.rollout.health_timeout);
-    check_ports_unique(p, app);
 }
 
 /// The parts roles and accessories share, so both get identical checks.
@@ -130,9 +151,9 @@ fn workloads(app: &App) -> impl Iterator<Item = Workload<'_>> {
     roles.chain(app.spec.accessories.iter().map(|(n, a)| accessory_workload(n, a)))
 }
 
-fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) {
+fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) -> ParsedRole {
     let w = role_workload(name, role);
-    check_workload(p, name, &w);
+    let workload = check_workload(p, name, &w);
     if let Some(deps) = &role.depends_on {
         for (i, dep) in deps.iter().enumerate() {
             if !app.spec.accessories.contains_key(dep) {
@@ -140,52 +161,34 @@ fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) {
             }
         }
     }
-    if let Some(restart) = &role.restart {
-        p.check(format!("{}.restart", w.path), parse_restart(restart));
-    }
-    if let Some(memory) = &role.memory {
-        p.check(format!("{}.memory", w.path), parse_memory(memory).and_then(nonzero_memory));
-    }
-    if let Some(cpus) = role.cpus {
-        if !(cpus.is_finite() && cpus > 0.0) {
-            p.push(format!("{}.cpus", w.path), format!("cpus must be greater than 0 (got {cpus})"));
-        }
-    }
+    let mut errors = Vec::new();
+    let limits = RoleLimits::collect(role, &mut errors);
+    p.fields(&w.path, errors);
+    ParsedRole { workload, limits }
 }
 
-fn nonzero_memory(bytes: u64) -> Result<u64, String> {
-    if bytes == 0 {
-        Err("memory must be greater than 0".to_string())
-    } else {
-        Ok(bytes)
-    }
-}
-
-fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) {
+fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) -> Option<ParsedAccessory> {
     let w = accessory_workload(name, acc);
-    check_workload(p, name, &w);
-    p.check(format!("{}.image", w.path), parse_image(&acc.image));
+    let workload = check_workload(p, name, &w);
+    let image = p.take(format!("{}.image", w.path), parse_image(&acc.image));
     if app.spec.roles.contains_key(name) {
         p.push(w.path.clone(), format!("{name:?} is both a role and an accessory name (they share network aliases)"));
     }
+    image.map(|image| ParsedAccessory { image, workload })
 }
 
-fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) {
+/// The checks roles and accessories share; their runtime fields come back typed.
+fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) -> ParsedWorkload {
     p.check(w.path.clone(), check_component_name(name, w.what));
     check_hosts(p, w);
     if let Some(cmd) = w.cmd {
         p.check(format!("{}.cmd", w.path), check_command(cmd));
     }
     check_env(p, &format!("{}.env", w.path), w.env);
-    for (i, port) in w.ports.iter().enumerate() {
-        p.check(format!("{}.ports[{i}]", w.path), parse_port(port));
-    }
-    for (i, vol) in w.volumes.iter().enumerate() {
-        p.check(format!("{}.volumes[{i}]", w.path), parse_volume(vol));
-    }
-    if let Some(hc) = w.healthcheck {
-        check_healthcheck(p, &format!("{}.healthcheck", w.path), hc);
-    }
+    let mut errors = Vec::new();
+    let typed = ParsedWorkload::collect(w.ports, w.volumes, w.healthcheck, &mut errors);
+    p.fields(&w.path, errors);
+    typed
 }
 
 /// Role and accessory names: a DNS label that may also hold `_` inside (Kamal's `web_new`), as
@@ -217,42 +220,9 @@ fn check_hosts(p: &mut Problems, w: &Workload<'_>) {
     }
 }
 
-fn check_command(cmd: &Command) -> Result<(), String> {
-    let empty = match cmd {
-        Command::Shell(s) => s.trim().is_empty(),
-        Command::Exec(v) => v.first().is_none_or(|s| s.is_empty()),
-    };
-    if empty {
-        Err("cmd must not be empty".to_string())
-    } else {
-        Ok(())
-    }
-}
-
 fn check_env(p: &mut Problems, base: &str, env: &BTreeMap<String, String>) {
     for key in env.keys() {
         p.check(key_path(base, key), check_env_key(key));
-    }
-}
-
-fn check_healthcheck(p: &mut Problems, base: &str, hc: &Healthcheck) {
-    p.check(format!("{base}.cmd"), check_command(&hc.cmd));
-    if let Some(d) = &hc.interval {
-        check_positive_duration(p, &format!("{base}.interval"), d);
-    }
-    if let Some(d) = &hc.timeout {
-        check_positive_duration(p, &format!("{base}.timeout"), d);
-    }
-    if let Some(d) = &hc.start_period {
-        p.check(format!("{base}.startPeriod"), parse_duration(d));
-    }
-}
-
-fn check_positive_duration(p: &mut Problems, path: &str, text: &str) {
-    match parse_duration(text) {
-        Ok(d) if d.is_zero() => p.push(path, "duration must be greater than 0"),
-        Ok(_) => {}
-        Err(e) => p.push(path, e),
     }
 }
 

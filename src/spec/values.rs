@@ -88,25 +88,46 @@ pub fn parse_percent(s: &str) -> Result<u32, String> {
     }
 }
 
-/// Checks a `maxUnavailable` value the same way [`max_unavailable`] will read it.
-pub fn check_max_unavailable(v: &IntOrPercent) -> Result<(), String> {
-    match v {
-        IntOrPercent::Int(0) => Err("maxUnavailable must be at least 1".to_string()),
-        IntOrPercent::Int(_) => Ok(()),
-        IntOrPercent::Percent(p) => parse_percent(p).map(|_| ()),
+/// `maxUnavailable`, typed: a count of hosts or a percentage of a role's hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaxUnavailable {
+    /// At least 1.
+    Count(u32),
+    /// 1..=100.
+    Percent(u32),
+}
+
+impl MaxUnavailable {
+    /// Reads the spec's value; 0 and percentages outside 1..=100 are refused.
+    pub fn parse(v: &IntOrPercent) -> Result<MaxUnavailable, String> {
+        match v {
+            IntOrPercent::Int(0) => Err("maxUnavailable must be at least 1".to_string()),
+            IntOrPercent::Int(n) => Ok(MaxUnavailable::Count(*n)),
+            IntOrPercent::Percent(p) => parse_percent(p).map(MaxUnavailable::Percent),
+        }
+    }
+
+    /// How many of `hosts` may be down at once during a rollout.
+    ///
+    /// Percentages round down; the result is never below 1 (a rollout must make progress) and never
+    /// above the number of hosts.
+    pub fn at_once(self, hosts: usize) -> usize {
+        let raw = match self {
+            MaxUnavailable::Count(n) => n as usize,
+            MaxUnavailable::Percent(pct) => hosts * pct as usize / 100,
+        };
+        raw.clamp(1, hosts.max(1))
     }
 }
 
-/// How many of a role's `hosts` may be down at once during a rollout.
-///
-/// Percentages round down; the result is never below 1 (a rollout must make progress) and never
-/// above the number of hosts. Invalid values (rejected by validation) count as 1.
+/// Checks a `maxUnavailable` value the same way [`max_unavailable`] will read it.
+pub fn check_max_unavailable(v: &IntOrPercent) -> Result<(), String> {
+    MaxUnavailable::parse(v).map(|_| ())
+}
+
+/// [`MaxUnavailable::at_once`] of the spec's value; invalid values (rejected by validation) count as 1.
 pub fn max_unavailable(v: &IntOrPercent, hosts: usize) -> usize {
-    let raw = match v {
-        IntOrPercent::Int(n) => *n as usize,
-        IntOrPercent::Percent(p) => parse_percent(p).map(|pct| hosts * pct as usize / 100).unwrap_or(1),
-    };
-    raw.clamp(1, hosts.max(1))
+    MaxUnavailable::parse(v).unwrap_or(MaxUnavailable::Count(1)).at_once(hosts)
 }
 
 /// Checks an environment variable name: Docker passes `KEY=value`, so a key may be neither empty

@@ -1,0 +1,322 @@
+//! The typed form of an App's runtime fields: ports, volumes, healthchecks, restart policy, memory,
+//! cpus, image references and the rollout, each read from the spec's text by one parser that
+//! validation and the planner both call, so what validates is exactly what runs.
+//!
+//! The typed form is derived, never stored: the wire format stays the text users write.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::image::{parse_image, ImageRef};
+use super::ports::{parse_port, PortMapping};
+use super::types::{Accessory, Command, Healthcheck, Role, Rollout, DEFAULT_HEALTH_TIMEOUT, DEFAULT_MAX_UNAVAILABLE};
+use super::values::{parse_duration, parse_memory, parse_restart, MaxUnavailable, RestartPolicy};
+use super::volumes::{parse_volume, VolumeMount};
+
+/// A field that does not parse, located within its role or accessory (`ports` entry 1,
+/// `healthcheck.interval`) or within the app's spec (`rollout.healthTimeout`): validation prefixes
+/// the rest of the path, the planner names the component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's path below its role, accessory or spec, without a list index.
+    pub field: &'static str,
+    /// The entry of a list field (`ports[1]`).
+    pub index: Option<usize>,
+    /// What is wrong, phrased for the user.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, index: Option<usize>, message: String) -> Self {
+        FieldError { field, index, message }
+    }
+
+    /// The full field path under `base` (`spec.roles.web` gives `spec.roles.web.ports[1]`).
+    pub fn path_under(&self, base: &str) -> String {
+        match self.index {
+            Some(i) => format!("{base}.{}[{i}]", self.field),
+            None => format!("{base}.{}", self.field),
+        }
+    }
+}
+
+/// Records an error at `field` and gives back the value, if any.
+fn record<T>(
+    errors: &mut Vec<FieldError>,
+    field: &'static str,
+    index: Option<usize>,
+    r: Result<T, String>,
+) -> Option<T> {
+    r.map_err(|message| errors.push(FieldError::new(field, index, message))).ok()
+}
+
+/// The first error, if any: the planner stops there, where validation reports them all.
+fn first(errors: Vec<FieldError>) -> Result<(), FieldError> {
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// A healthcheck with its durations read; `None` keeps Docker's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedHealthcheck {
+    /// Never empty.
+    pub cmd: Command,
+    /// Greater than zero.
+    pub interval: Option<Duration>,
+    /// Greater than zero.
+    pub timeout: Option<Duration>,
+    /// Consecutive failures before unhealthy.
+    pub retries: Option<u32>,
+    /// May be zero.
+    pub start_period: Option<Duration>,
+}
+
+/// Checks that a command runs something: an empty one would only fail on every host.
+pub(super) fn check_command(cmd: &Command) -> Result<(), String> {
+    let empty = match cmd {
+        Command::Shell(s) => s.trim().is_empty(),
+        Command::Exec(v) => v.first().is_none_or(|s| s.is_empty()),
+    };
+    if empty {
+        Err("cmd must not be empty".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// A duration that must not be zero (intervals, timeouts).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err("duration must be greater than 0".to_string()),
+        d => Ok(d),
+    }
+}
+
+fn parse_healthcheck(hc: &Healthcheck, errors: &mut Vec<FieldError>) -> ParsedHealthcheck {
+    record(errors, "healthcheck.cmd", None, check_command(&hc.cmd));
+    let mut optional = |field, text: &Option<String>, parse: fn(&str) -> Result<Duration, String>| {
+        text.as_deref().and_then(|t| record(errors, field, None, parse(t)))
+    };
+    ParsedHealthcheck {
+        cmd: hc.cmd.clone(),
+        interval: optional("healthcheck.interval", &hc.interval, positive_duration),
+        timeout: optional("healthcheck.timeout", &hc.timeout, positive_duration),
+        retries: hc.retries,
+        start_period: optional("healthcheck.startPeriod", &hc.start_period, parse_duration),
+    }
+}
+
+/// What roles and accessories share: published ports, mounts and the healthcheck.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedWorkload {
+    /// In spec order.
+    pub ports: Vec<PortMapping>,
+    /// In spec order; named volumes as written (the planner scopes them to the app).
+    pub volumes: Vec<VolumeMount>,
+    /// Without one, "running" counts as ready.
+    pub healthcheck: Option<ParsedHealthcheck>,
+}
+
+impl ParsedWorkload {
+    /// Reads every field, recording each that fails (and leaving it out) so validation sees them all.
+    pub(super) fn collect(
+        ports: &[String],
+        volumes: &[String],
+        healthcheck: Option<&Healthcheck>,
+        errors: &mut Vec<FieldError>,
+    ) -> Self {
+        let ports = ports.iter().enumerate().filter_map(|(i, p)| record(errors, "ports", Some(i), parse_port(p)));
+        let ports = ports.collect();
+        let volumes =
+            volumes.iter().enumerate().filter_map(|(i, v)| record(errors, "volumes", Some(i), parse_volume(v)));
+        let volumes = volumes.collect();
+        ParsedWorkload { ports, volumes, healthcheck: healthcheck.map(|h| parse_healthcheck(h, errors)) }
+    }
+}
+
+/// A role's restart policy and resource limits, in Docker's units; an accessory runs with the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoleLimits {
+    /// `unless-stopped` unless the spec says otherwise.
+    pub restart: RestartPolicy,
+    /// Memory limit in bytes, greater than zero.
+    pub memory: Option<i64>,
+    /// CPU limit in billionths of a core (Docker's `NanoCpus`), greater than zero.
+    pub nano_cpus: Option<i64>,
+}
+
+impl RoleLimits {
+    /// Reads `restart`, `memory` and `cpus`, recording each that fails.
+    pub(super) fn collect(role: &Role, errors: &mut Vec<FieldError>) -> Self {
+        let restart = role.restart.as_deref().and_then(|r| record(errors, "restart", None, parse_restart(r)));
+        let memory = role.memory.as_deref().and_then(|m| record(errors, "memory", None, memory_bytes(m)));
+        let nano_cpus = role.cpus.and_then(|c| record(errors, "cpus", None, nano_cpus(c)));
+        RoleLimits { restart: restart.unwrap_or_default(), memory, nano_cpus }
+    }
+}
+
+/// A memory size as Docker takes it: bytes, greater than zero, within an `i64`.
+fn memory_bytes(text: &str) -> Result<i64, String> {
+    match parse_memory(text)? {
+        0 => Err("memory must be greater than 0".to_string()),
+        bytes => i64::try_from(bytes).map_err(|_| format!("memory {text:?} out of range")),
+    }
+}
+
+/// Cores as Docker takes them: billionths of a core, greater than zero, within an `i64`.
+fn nano_cpus(cpus: f64) -> Result<i64, String> {
+    if !(cpus.is_finite() && cpus > 0.0) {
+        return Err(format!("cpus must be greater than 0 (got {cpus})"));
+    }
+    let nano = cpus * 1e9;
+    if nano >= i64::MAX as f64 {
+        return Err(format!("cpus {cpus} out of range"));
+    }
+    Ok(nano.round() as i64)
+}
+
+/// A role's runtime fields, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedRole {
+    /// Ports, volumes, healthcheck.
+    pub workload: ParsedWorkload,
+    /// Restart policy, memory, cpus.
+    pub limits: RoleLimits,
+}
+
+impl ParsedRole {
+    /// The typed form, or the first field (in spec order) that does not parse.
+    pub fn parse(role: &Role) -> Result<ParsedRole, FieldError> {
+        let mut errors = Vec::new();
+        let workload = ParsedWorkload::collect(&role.ports, &role.volumes, role.healthcheck.as_ref(), &mut errors);
+        let limits = RoleLimits::collect(role, &mut errors);
+        first(errors)?;
+        Ok(ParsedRole { workload, limits })
+    }
+}
+
+/// An accessory's runtime fields, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedAccessory {
+    /// Its own image reference, as written (the engine pins it).
+    pub image: ImageRef,
+    /// Ports, volumes, healthcheck.
+    pub workload: ParsedWorkload,
+}
+
+impl ParsedAccessory {
+    /// The typed form, or the first field (in spec order) that does not parse.
+    pub fn parse(acc: &Accessory) -> Result<ParsedAccessory, FieldError> {
+        let mut errors = Vec::new();
+        let workload = ParsedWorkload::collect(&acc.ports, &acc.volumes, acc.healthcheck.as_ref(), &mut errors);
+        let image = record(&mut errors, "image", None, parse_image(&acc.image));
+        first(errors)?;
+        Ok(ParsedAccessory { image: image.expect("no error means the image parsed"), workload })
+    }
+}
+
+/// How a changed role is rolled across its hosts, typed; the defaults are the spec's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutPolicy {
+    /// How many of a role's hosts may be replaced at once.
+    pub max_unavailable: MaxUnavailable,
+    /// How long a new container may take to turn healthy before it is rolled back.
+    pub health_timeout: Duration,
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        RolloutPolicy {
+            max_unavailable: MaxUnavailable::Count(DEFAULT_MAX_UNAVAILABLE),
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+        }
+    }
+}
+
+impl RolloutPolicy {
+    /// Reads `maxUnavailable` and `healthTimeout` (fields `rollout.*` under `spec`), recording each that fails.
+    pub(super) fn collect(rollout: &Rollout, errors: &mut Vec<FieldError>) -> Self {
+        let default = RolloutPolicy::default();
+        let max_unavailable =
+            record(errors, "rollout.maxUnavailable", None, MaxUnavailable::parse(&rollout.max_unavailable));
+        let health_timeout = record(errors, "rollout.healthTimeout", None, positive_duration(&rollout.health_timeout));
+        RolloutPolicy {
+            max_unavailable: max_unavailable.unwrap_or(default.max_unavailable),
+            health_timeout: health_timeout.unwrap_or(default.health_timeout),
+        }
+    }
+
+    /// The typed form, or the first field that does not parse.
+    pub fn parse(rollout: &Rollout) -> Result<RolloutPolicy, FieldError> {
+        let mut errors = Vec::new();
+        let policy = RolloutPolicy::collect(rollout, &mut errors);
+        first(errors)?;
+        Ok(policy)
+    }
+}
+
+/// An App that passed validation, in its typed form: what [`super::validate_app`] hands back so
+/// nothing after validation reads the spec's text again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidApp {
+    /// The roles' image reference.
+    pub image: ImageRef,
+    /// By role name.
+    pub roles: BTreeMap<String, ParsedRole>,
+    /// By accessory name.
+    pub accessories: BTreeMap<String, ParsedAccessory>,
+    /// Batch size and health timeout of rolling replaces.
+    pub rollout: RolloutPolicy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::IntOrPercent;
+
+    fn role(json: serde_json::Value) -> Role {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn role_fields_become_docker_units() {
+        let r = role(serde_json::json!({"hosts": ["h1"], "ports": ["80:8080"], "volumes": ["data:/data:ro"],
+            "healthcheck": {"cmd": "true", "interval": "1m30s", "startPeriod": "0s"},
+            "restart": "on-failure:3", "memory": "512m", "cpus": 1.5}));
+        let p = ParsedRole::parse(&r).unwrap();
+        assert_eq!(p.workload.ports, vec![parse_port("80:8080").unwrap()]);
+        assert!(p.workload.volumes[0].read_only());
+        let hc = p.workload.healthcheck.unwrap();
+        assert_eq!((hc.interval, hc.start_period), (Some(Duration::from_secs(90)), Some(Duration::ZERO)));
+        assert_eq!(p.limits.restart, RestartPolicy::OnFailure(Some(3)));
+        assert_eq!((p.limits.memory, p.limits.nano_cpus), (Some(512 << 20), Some(1_500_000_000)));
+    }
+
+    #[test]
+    fn absent_fields_take_the_defaults() {
+        let p = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"]}))).unwrap();
+        assert_eq!(p.limits, RoleLimits { restart: RestartPolicy::UnlessStopped, memory: None, nano_cpus: None });
+        let policy = RolloutPolicy::parse(&Rollout::default()).unwrap();
+        assert_eq!(policy, RolloutPolicy::default());
+        assert_eq!(policy.health_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_first_bad_field_is_named_with_its_entry() {
+        let r = role(serde_json::json!({"hosts": ["h1"], "ports": ["80:80", "80"], "memory": "0"}));
+        let e = ParsedRole::parse(&r).unwrap_err();
+        assert_eq!((e.field, e.index), ("ports", Some(1)));
+        assert_eq!(e.path_under("spec.roles.web"), "spec.roles.web.ports[1]");
+        let e = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"], "memory": "0"}))).unwrap_err();
+        assert_eq!(e.message, "memory must be greater than 0");
+        let e = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"], "cpus": 1e10}))).unwrap_err();
+        assert_eq!(e.message, "cpus 10000000000 out of range");
+        let e = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"], "memory": "9999999999g"}))).unwrap_err();
+        assert_eq!(e.message, "memory \"9999999999g\" out of range");
+        let bad = Rollout { max_unavailable: IntOrPercent::Int(1), health_timeout: "0s".into() };
+        let e = RolloutPolicy::parse(&bad).unwrap_err();
+        assert_eq!(
+            (e.path_under("spec"), e.message.as_str()),
+            ("spec.rollout.healthTimeout".into(), "duration must be greater than 0")
+        );
+    }
+}
