@@ -2,6 +2,7 @@
 //! `add_if_idle` (what the resync calls for every app) must not cut a failing app's backoff short
 //! and must not pile up runs, while `add` (a change, a drift event) always gets a run at once;
 //! `forget` (an app deleted) drops a pending retry. Time is paused: every wait below is exact.
+//! Runs end through the `Running` guard `next` hands out.
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
@@ -16,15 +17,15 @@ fn queue(min: Duration) -> WorkQueue<&'static str> {
 
 /// Nothing handed out within `d` (of paused time).
 async fn nothing_within(q: &WorkQueue<&'static str>, d: Duration) {
-    if let Ok(k) = timeout(d, q.next()).await {
-        panic!("{k:?} handed out too early");
+    if let Ok(run) = timeout(d, q.next()).await {
+        panic!("{:?} handed out too early", run.map(|r| *r.key()));
     }
 }
 
-/// The next key and how long (paused time) it took to come.
+/// The next key and how long (paused time) it took to come; its run ends at once, successfully.
 async fn next_after(q: &WorkQueue<&'static str>) -> (Option<&'static str>, Duration) {
     let t = Instant::now();
-    let k = timeout(Duration::from_secs(3600), q.next()).await.ok().flatten();
+    let k = timeout(Duration::from_secs(3600), q.next()).await.ok().flatten().map(|r| *r.key());
     (k, t.elapsed())
 }
 
@@ -32,17 +33,18 @@ async fn next_after(q: &WorkQueue<&'static str>) -> (Option<&'static str>, Durat
 async fn a_resync_leaves_a_backing_off_key_alone_but_a_change_does_not() {
     let q = queue(Duration::from_millis(400));
     q.add("a");
-    let k = q.next().await.unwrap();
-    let delay = q.done(&k, false).expect("a failure schedules a retry");
+    let delay = q.next().await.unwrap().done(false).expect("a failure schedules a retry");
     assert_eq!(delay, Duration::from_millis(400));
     q.add_if_idle("a");
     assert_eq!(q.depth(), 0, "the resync queued a key that is backing off");
     nothing_within(&q, Duration::from_millis(399)).await;
     // The retry still comes, once, when the backoff is over.
-    let (k, waited) = next_after(&q).await;
-    assert_eq!(k, Some("a"));
+    let t = Instant::now();
+    let run = q.next().await.unwrap();
+    let (k, waited) = (*run.key(), t.elapsed());
+    assert_eq!(k, "a");
     assert!(waited <= Duration::from_millis(2), "the retry came {waited:?} after its time");
-    q.done(&"a", false);
+    run.done(false);
     // A change does not wait for the backoff.
     q.add("a");
     assert_eq!(next_after(&q).await, (Some("a"), Duration::ZERO));
@@ -54,18 +56,18 @@ async fn a_resync_does_not_pile_runs_on_a_queued_or_running_key() {
     q.add("a");
     q.add_if_idle("a");
     assert_eq!(q.depth(), 1);
-    let k = q.next().await.unwrap();
+    let run = q.next().await.unwrap();
     assert!(q.is_running(&"a"));
     q.add_if_idle("a");
-    assert_eq!(q.done(&k, true), None);
+    assert_eq!(run.done(true), None);
     // The running key's resync request was dropped: no second run, however long we wait.
     assert_eq!(q.depth(), 0);
     nothing_within(&q, Duration::from_secs(3600)).await;
     // Whereas a change while running folds into one more run.
     q.add("a");
-    let k = q.next().await.unwrap();
+    let run = q.next().await.unwrap();
     q.add("a");
-    q.done(&k, true);
+    run.done(true);
     assert_eq!(q.depth(), 1);
 }
 
@@ -73,12 +75,10 @@ async fn a_resync_does_not_pile_runs_on_a_queued_or_running_key() {
 async fn forget_drops_a_pending_retry() {
     let q = queue(Duration::from_millis(50));
     q.add("gone");
-    let k = q.next().await.unwrap();
-    q.done(&k, false);
+    q.next().await.unwrap().done(false);
     q.forget(&"gone");
     nothing_within(&q, Duration::from_secs(3600)).await;
     // And the key starts over with the shortest delay.
     q.add("gone");
-    let k = q.next().await.unwrap();
-    assert_eq!(q.done(&k, false), Some(Duration::from_millis(50)));
+    assert_eq!(q.next().await.unwrap().done(false), Some(Duration::from_millis(50)));
 }

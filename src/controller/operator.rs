@@ -5,25 +5,27 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::BackoffBuilder;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, info_span, warn, Instrument};
 
+use super::backoff::{retry_backoff, ResetBackoff};
 use super::finalizer::{self, Tombstones, Vanished};
 use super::leader;
-use super::queue::{retry_backoff, QueueObserver, WorkQueue};
+use super::queue::{QueueObserver, WorkQueue};
 use super::reflector::{self, AppKey, Change, Reflector};
+use super::workers;
 use crate::docker::events::container_events;
 use crate::docker::{liveness, ops};
 use crate::docker::{HostCache, HostPool};
 use crate::engine::{self, Phase, Reason};
 use crate::metrics::FailReason;
 use crate::metrics::{self, server::Readiness};
-use crate::spec::Host;
+use crate::spec::{self, Host};
 use crate::store::Store;
 
 /// Knobs of the operator (flags of `berth operator`).
@@ -79,7 +81,7 @@ impl Readiness for Shared {
         }
         // A Docker host that is down is the BerthHostDown alert's business, not the operator's
         // readiness: one dead host must not block a rolling upgrade of the operator itself.
-        let synced = self.hosts_synced.lock().expect("synced lock");
+        let synced = self.hosts_synced.lock();
         let waiting: Vec<&str> = synced.iter().filter(|(_, ok)| !**ok).map(|(h, _)| h.as_str()).collect();
         let role = if self.leadership.borrow().is_some() { "leader" } else { "standby" };
         Ok(if waiting.is_empty() {
@@ -120,7 +122,10 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
         tokio::spawn(resync(shared.clone(), cfg.resync, shutdown.clone())),
         tokio::spawn(host_watchers(shared.clone(), shutdown.clone())),
     ];
-    let workers: Vec<_> = (0..cfg.concurrency.max(1)).map(|_| tokio::spawn(worker(shared.clone()))).collect();
+    let workers = tokio::spawn(workers::supervise(cfg.concurrency, {
+        let shared = shared.clone();
+        move || worker(shared.clone())
+    }));
 
     let mut sd = shutdown.clone();
     let _ = sd.wait_for(|s| *s).await;
@@ -128,7 +133,7 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     info!("shutting down: no new work; in-flight reconciles stop at their next step");
     shared.stopping.store(true, Ordering::SeqCst);
     shared.queue.close();
-    let drained = tokio::time::timeout(cfg.shutdown_grace, futures::future::join_all(workers)).await;
+    let drained = tokio::time::timeout(cfg.shutdown_grace, workers).await;
     if drained.is_err() {
         warn!(grace = ?cfg.shutdown_grace, "in-flight reconciles did not finish in time");
     }
@@ -162,7 +167,7 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Change>) 
                 let hosts: Vec<String> = shared.reflector.hosts().into_iter().map(|h| h.metadata.name).collect();
                 for h in known_hosts.iter().filter(|h| !hosts.contains(h)) {
                     metrics::global().host_gone(h);
-                    shared.hosts_synced.lock().expect("synced lock").remove(h);
+                    shared.hosts_synced.lock().remove(h);
                 }
                 for h in &hosts {
                     metrics::global().host_known(h);
@@ -225,7 +230,7 @@ async fn host_watchers(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
         });
         for h in hosts {
             if !running.contains_key(&h.metadata.name) {
-                shared.hosts_synced.lock().expect("synced lock").entry(h.metadata.name.clone()).or_insert(false);
+                shared.hosts_synced.lock().entry(h.metadata.name.clone()).or_insert(false);
                 let handle = tokio::spawn(watch_host(shared.clone(), h.clone()));
                 running.insert(h.metadata.name.clone(), (h, handle));
             }
@@ -250,7 +255,7 @@ impl Drop for AbortOnDrop {
 /// connected and the host answers. A frozen dockerd keeps its stream open and says nothing.
 fn trust(shared: &Shared, name: &str, cache: &HostCache, trusted: bool) {
     cache.set_synced(trusted);
-    shared.hosts_synced.lock().expect("synced lock").insert(name.to_string(), trusted);
+    shared.hosts_synced.lock().insert(name.to_string(), trusted);
 }
 
 /// Follows one host's events for ever, and pings it meanwhile (`berth_host_up`); a drop, a
@@ -267,7 +272,7 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
         liveness::keep_pinging(&pinged.metadata.name, ping).await
     }));
     let mut answers = liveness::subscribe(&name);
-    let mut backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+    let mut backoff = ResetBackoff::reconnect();
     loop {
         match shared.pool.client(&host).await {
             Ok(client) => {
@@ -287,7 +292,7 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                 for key in all_keys(&shared) {
                     shared.queue.add(key);
                 }
-                backoff = retry_backoff().with_max_delay(Duration::from_secs(30)).build();
+                backoff.reset();
                 loop {
                     let event = tokio::select! {
                         event = events.next() => event,
@@ -332,7 +337,9 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                                 metrics::global().drift_repairs.with_label_values(&[&ev.app, &ev.namespace]).inc();
                             }
                             shared.queue.add(key.clone());
-                            look_again(shared.clone(), cache.clone(), key);
+                            for delay in DRIFT_LOOK_AGAIN {
+                                shared.queue.recheck_after(key.clone(), delay);
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -346,7 +353,7 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
             }
             Err(e) => warn!(host = %name, error = %e, "host unreachable"),
         }
-        shared.hosts_synced.lock().expect("synced lock").insert(name.clone(), false);
+        shared.hosts_synced.lock().insert(name.clone(), false);
         for key in all_keys(&shared) {
             shared.queue.add_if_idle(key);
         }
@@ -363,18 +370,8 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
 /// Docker sends `die` before its container list shows the container exited (about 100 ms later on an
 /// idle host, more on a busy one), so the reconcile an event starts may still list it as running and
 /// cache that; after `docker kill` no further event comes to correct it. Drift is looked at again
-/// after these delays, with the host's cached observation distrusted first.
-const DRIFT_LOOK_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
-
-fn look_again(shared: Arc<Shared>, cache: Arc<HostCache>, key: AppKey) {
-    tokio::spawn(async move {
-        for delay in DRIFT_LOOK_AGAIN {
-            tokio::time::sleep(delay).await;
-            cache.mark_dirty();
-            shared.queue.add(key.clone());
-        }
-    });
-}
+/// (queue rechecks) this long after the event, with the app's hosts' cached observations distrusted.
+const DRIFT_LOOK_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
 
 /// Whether an app is this operator's: in the store, or deleted but not yet pruned.
 fn is_known(shared: &Shared, key: &AppKey) -> bool {
@@ -396,12 +393,14 @@ async fn worker(shared: Arc<Shared>) {
             }
         };
         shared.reflector.wait_ready().await;
-        let key = tokio::select! {
-            k = shared.queue.next() => match k { Some(k) => k, None => return },
+        let run = tokio::select! {
+            run = shared.queue.next() => match run { Some(run) => run, None => return },
             _ = leadership.changed() => continue,
         };
-        let reconciled = reconcile(&shared, &key, lease).await;
-        shared.queue.done(&key, reconciled.done());
+        // A panic in here unwinds through `run`, which frees the key as a failure; the supervisor
+        // starts another worker.
+        let reconciled = reconcile(&shared, run.key(), lease, run.is_recheck()).await;
+        run.done(reconciled.done());
     }
 }
 
@@ -428,8 +427,9 @@ impl Reconciled {
     }
 }
 
-/// One reconcile of one app: converge (or finish a deletion), then record its metrics.
-async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> Reconciled {
+/// One reconcile of one app: converge (or finish a deletion), then record its metrics. A `recheck`
+/// distrusts what is cached of the app's hosts first.
+async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> Reconciled {
     let (ns, name) = (key.0.as_str(), key.1.as_str());
     let app = match shared.reflector.app(key) {
         Some(a) => a,
@@ -442,6 +442,11 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64) -> Reconciled {
             }
         },
     };
+    if recheck {
+        for host in spec::hosts_of(&app.value) {
+            shared.pool.cache(&host).mark_dirty();
+        }
+    }
     let generation = app.value.metadata.generation.unwrap_or(0);
     let span = info_span!("reconcile", app = %name, namespace = %ns, generation);
     let store = shared.store.fenced(lease);

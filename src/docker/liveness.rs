@@ -12,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use super::connect::DockerError;
@@ -53,9 +54,9 @@ impl Table {
     }
 }
 
-fn table() -> std::sync::MutexGuard<'static, Table> {
+fn table() -> MutexGuard<'static, Table> {
     static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
-    TABLE.get_or_init(Default::default).lock().expect("liveness lock")
+    TABLE.get_or_init(Default::default).lock()
 }
 
 /// The operator follows this host (again): its outcomes count, even after a [`forget`].

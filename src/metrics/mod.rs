@@ -38,7 +38,7 @@ pub struct Metrics {
     pub etcd_watch_restarts: IntCounter,
     pub leader: IntGauge,
     pub build_info: IntGaugeVec,
-    container_series: std::sync::Mutex<ContainerSeries>,
+    container_series: parking_lot::Mutex<ContainerSeries>,
 }
 
 /// The actions counted per host; all present from the start so alert rules always have a series.
@@ -217,7 +217,7 @@ impl Metrics {
     /// Replaces an app's `berth_containers` series with `rows` of (host, component, state, count),
     /// dropping series that no longer apply (a host or component left the spec).
     pub fn set_containers(&self, app: &str, ns: &str, rows: Vec<(String, String, &'static str, i64)>) {
-        let mut known = self.container_series.lock().expect("series lock");
+        let mut known = self.container_series.lock();
         let key = (app.to_string(), ns.to_string());
         let old = known.remove(&key).unwrap_or_default();
         let mut now = std::collections::BTreeSet::new();
