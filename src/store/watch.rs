@@ -53,13 +53,9 @@ enum State {
     /// Next: a full list.
     Unlisted,
     /// Listed at `revision`; next: open the watch after it.
-    Listed {
-        revision: i64,
-    },
-    Watching {
-        stream: WatchStream,
-        from: i64,
-    },
+    Listed { revision: i64 },
+    /// Boxed: a stream is large, and a watcher spends most of its life in this state anyway.
+    Watching { stream: Box<WatchStream>, from: i64 },
 }
 
 impl Store {
@@ -97,7 +93,7 @@ impl Watcher {
                         .watch(self.store.keys.root(), Some(options))
                         .await
                         .map_err(|e| WatchError::Ended(format!("cannot watch: {e}")))?;
-                    self.state = State::Watching { stream, from };
+                    self.state = State::Watching { stream: Box::new(stream), from };
                 }
                 State::Watching { stream, from } => {
                     let from = *from;

@@ -254,7 +254,9 @@ mod tests {
     }
 
     /// What a reader sees: each app's revision and image, and each host's endpoint.
-    fn view(s: &Snapshot) -> (Vec<(AppKey, i64, String)>, Vec<(String, String)>) {
+    type View = (Vec<(AppKey, i64, String)>, Vec<(String, String)>);
+
+    fn view(s: &Snapshot) -> View {
         let apps = s.apps.iter().map(|(k, v)| (k.clone(), v.mod_revision, v.value.spec.image.clone())).collect();
         let hosts = s.hosts.iter().map(|(n, h)| (n.clone(), h.spec.endpoint.clone())).collect();
         (apps, hosts)
