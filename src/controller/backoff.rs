@@ -23,18 +23,6 @@ pub fn retry_backoff() -> ExponentialBuilder {
 /// How long a reconnect loop must go without a retry before its backoff starts over by itself.
 pub const RECONNECT_QUIET: Duration = Duration::from_secs(120);
 
-/// Delays between attempts of a transaction that lost a race (etcd compare failed): short and jittered
-/// so writers that collided do not collide again; 10 ms doubling to 200 ms, for ever (the caller counts
-/// its attempts).
-pub fn conflict_backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(10))
-        .with_max_delay(Duration::from_millis(200))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-}
-
 /// A backoff that starts over after a success or a quiet period.
 #[derive(Debug)]
 pub struct ResetBackoff {
@@ -152,7 +140,5 @@ mod tests {
         assert!(retries.iter().all(|d| *d < Duration::from_secs(600)), "{retries:?}");
         let reconnects: Vec<Duration> = ResetBackoff::reconnect().take(20).collect();
         assert!(reconnects.iter().all(|d| *d < Duration::from_secs(60)), "{reconnects:?}");
-        let conflicts: Vec<Duration> = conflict_backoff().build().take(20).collect();
-        assert!(conflicts.iter().all(|d| *d >= ms(10) && *d < ms(400)), "{conflicts:?}");
     }
 }
