@@ -3,6 +3,7 @@
 //! Pure: nothing here touches etcd or Docker. The typed forms (`ParsedRole`, `ParsedAccessory`,
 //! `RolloutPolicy`, `ImageRef`, `Endpoint`) are made by the parsers validation runs, and they are
 //! what the planner and the engine use, so what validates is exactly what runs.
+pub mod applyset;
 pub mod endpoint;
 pub mod error;
 pub mod image;
