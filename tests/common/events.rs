@@ -1,12 +1,7 @@
 //! What the hosts' Docker daemons recorded (`docker events`), read without guessing how long to
 //! wait: a window ends at a mark the test made and saw in the daemon's log, never "a second later".
-use std::time::SystemTime;
-
 use super::testbed::{secs, unique, wait_until, Testbed};
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
-}
+use super::world::unix_now;
 
 impl Testbed {
     /// Container events (`docker events`) on `host` carrying `label` between two unix times, as
