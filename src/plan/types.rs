@@ -278,9 +278,10 @@ pub struct ObservedNetwork {
 pub struct HostObservation {
     /// Whether the Docker API answered; if not, the lists are meaningless.
     pub reachable: bool,
-    /// All containers on the host, berth's and everyone else's.
+    /// berth's containers on the host (labelled `managed-by=berth`), of every app: the caller keeps
+    /// its own app's. Nothing else is listed, so a foreign container can never reach a plan.
     pub containers: Vec<ObservedContainer>,
-    /// All networks on the host.
+    /// berth's networks on the host (labelled `managed-by=berth`), of every app.
     pub networks: Vec<ObservedNetwork>,
 }
 
