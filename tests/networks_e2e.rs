@@ -403,3 +403,21 @@ fn networks_go_with_the_last_container_on_prune_and_after_an_outage() {
     assert!(r.stdout.contains(&format!("app/gone -n {} deleted", ctx.ns)), "{}", r.stdout);
     assert!(ctx.nets("host1").is_empty(), "{:?}", ctx.nets("host1"));
 }
+
+/// A bad `spec.network` is one line naming the file, the document and the field, exit 1.
+#[test]
+fn a_bad_pool_or_size_is_one_line_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (network, field, says) in [
+        ("{pool: 10.99.0.1/27, size: 28}", "spec.network.pool", "has host bits set: did you mean 10.99.0.0/27?"),
+        ("{pool: 10.99.0.0/27, size: 26}", "spec.network.size", "size /26 must be between the pool's /27 and /29"),
+        ("{pool: fd00::/64}", "spec.network.pool", "expected an IPv4 CIDR"),
+    ] {
+        let file = dir.path().join("host.yaml");
+        std::fs::write(&file, format!("{}  network: {network}\n", host_doc("h1", "unix:///var/run/docker.sock")))
+            .unwrap();
+        let r = Run::of_user_input(common::run::berth(&["validate", "-f", file.to_str().unwrap()])).expect(1);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+        assert!(r.stderr.contains(&format!("host.yaml[0]: {field}: ")) && r.stderr.contains(says), "{}", r.stderr);
+    }
+}

@@ -128,8 +128,9 @@ pub async fn pull(client: &HostClient, image: &str) -> Result<bool, DockerError>
 }
 
 /// How often a create is tried again after Docker said the chosen subnet overlaps another network:
-/// only a network made meanwhile by someone outside this process (another berth, a person) does that.
-const SUBNET_RACES: usize = 5;
+/// a network someone outside this process (another berth, a person) is making meanwhile holds its
+/// subnet before the list shows it, so each refused subnet is skipped in the next choice.
+const SUBNET_RACES: usize = 8;
 
 /// One network on a host and its IPv4 subnets, as the list call reports them.
 #[derive(Debug, Clone)]
@@ -159,7 +160,7 @@ pub async fn network_subnets(client: &HostClient) -> Result<Vec<NetworkSubnets>,
 /// Creates the app's labelled bridge network with a subnet from the host's address pool; an existing
 /// network of that name is accepted as it is (it keeps its subnet). One choice at a time per host
 /// (the client's network lock, shared by every converge of this process); Docker refusing an
-/// overlapping subnet (someone else took it meanwhile) means look and choose again.
+/// overlapping subnet (someone else is taking it) means look again and choose past it.
 pub async fn create_network(
     client: &HostClient,
     name: &str,
@@ -167,14 +168,14 @@ pub async fn create_network(
 ) -> Result<(), DockerError> {
     let _one_at_a_time = client.network_lock.lock().await;
     let op = format!("create network {name}");
-    let mut attempt = 0;
+    let mut refused: Vec<Subnet> = Vec::new();
     loop {
-        attempt += 1;
         let networks = network_subnets(client).await?;
         if networks.iter().any(|n| n.name == name) {
             return Ok(());
         }
-        let used: Vec<Subnet> = networks.into_iter().flat_map(|n| n.subnets).collect();
+        let listed = networks.into_iter().flat_map(|n| n.subnets);
+        let used: Vec<Subnet> = listed.chain(refused.iter().copied()).collect();
         let subnet = client.pool.choose(&used).map_err(|e| DockerError::new(&client.name, &op, e.to_string()))?;
         let request = NetworkCreateRequest {
             name: name.to_string(),
@@ -190,8 +191,9 @@ pub async fn create_network(
         match client.call(&op, client.docker.create_network(request)).await {
             Ok(_) => return Ok(()),
             Err(e) if e.status == Some(409) => return Ok(()),
-            Err(e) if e.message.contains("overlaps") && attempt < SUBNET_RACES => {
+            Err(e) if e.message.contains("overlaps") && refused.len() + 1 < SUBNET_RACES => {
                 tracing::debug!(host = %client.name, network = name, %subnet, "subnet taken meanwhile, choosing again");
+                refused.push(subnet);
             }
             Err(e) => return Err(e),
         }
