@@ -37,12 +37,9 @@ impl DockerError {
     /// Maps bollard's error, keeping Docker's own message and status code.
     pub fn from_bollard(host: &str, op: impl Into<String>, e: bollard::errors::Error) -> DockerError {
         match e {
-            bollard::errors::Error::DockerResponseServerError { status_code, message } => DockerError {
-                host: host.to_string(),
-                op: op.into(),
-                message,
-                status: Some(status_code),
-            },
+            bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+                DockerError { host: host.to_string(), op: op.into(), message, status: Some(status_code) }
+            }
             other => DockerError::new(host, op, with_root_cause(&other)),
         }
     }
@@ -122,6 +119,7 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
         .map_err(|(path, e)| DockerError::new(name, "connect", format!("{path}: {e}")))?;
     // The spec's own parser picks the transport, so connect and validation can never disagree.
     let parsed = parse_endpoint(endpoint).map_err(|e| DockerError::new(name, "connect", e))?;
+    let is_tcp = matches!(parsed, Endpoint::Tcp { .. });
     let docker = match parsed {
         Endpoint::Unix { path } => {
             if !Path::new(&path).exists() {
@@ -165,7 +163,19 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
     .map_err(|e| DockerError::from_bollard(name, "connect", e))?;
     let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(d)) => d,
-        Ok(Err(e)) => return Err(DockerError::from_bollard(name, "connect", e)),
+        Ok(Err(e)) => {
+            let mut err = DockerError::from_bollard(name, "connect", e);
+            // A refused client certificate often reads as a closed connection: ask the server why.
+            let told = err.message.contains("alert") || err.message.contains("certificate");
+            if let (true, false, Some(tls)) = (is_tcp, told, &host.spec.tls) {
+                let addr = endpoint.trim_start_matches("tcp://").trim_start_matches("https://");
+                let (ca, cert, key) = (Path::new(&tls.ca), Path::new(&tls.cert), Path::new(&tls.key));
+                if let Some(why) = super::tls_probe::refusal(addr, ca, cert, key).await {
+                    err = DockerError::new(name, "connect", format!("{}: TLS refused: {why}", err.message));
+                }
+            }
+            return Err(err);
+        }
         Err(_) => {
             return Err(DockerError::new(
                 name,

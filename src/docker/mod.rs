@@ -7,6 +7,7 @@ pub mod events;
 pub mod liveness;
 pub mod ops;
 pub mod ssh;
+pub mod tls_probe;
 
 pub use cache::{HostCache, HostPool, Observation};
 pub use connect::{connect, DockerError, HostClient};
