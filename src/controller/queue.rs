@@ -14,8 +14,6 @@ use tokio::sync::Notify;
 // tokio's clock, so delays and backoffs follow paused time in tests.
 use tokio::time::Instant;
 
-pub use super::backoff::retry_backoff;
-
 /// Counters the metrics module exports (`berth_workqueue_*`).
 pub trait QueueObserver: Send + Sync {
     fn added(&self) {}

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
@@ -112,8 +111,7 @@ pub async fn run(
     changes: mpsc::UnboundedSender<Change>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let retry = || crate::controller::queue::retry_backoff().with_max_delay(Duration::from_secs(30)).build();
-    let mut backoff = retry();
+    let mut backoff = crate::controller::backoff::ResetBackoff::reconnect();
     let mut first = true;
     let mut watcher = store.watch_all();
     loop {
@@ -137,7 +135,7 @@ pub async fn run(
                     let _ = changes.send(change);
                 }
                 if let Some(revision) = listed {
-                    backoff = retry();
+                    backoff.reset();
                     if !first {
                         crate::metrics::global().etcd_watch_restarts.inc();
                     }

@@ -2,8 +2,8 @@
 //! staying silent for a whole health timeout: the health waits register here, and a writer puts an
 //! interim status (`Progressing`, or `Blocked` the moment a gate gives up) whenever this changes.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -50,7 +50,7 @@ pub struct WaitHandle<'a> {
 impl WaitHandle<'_> {
     /// Records Docker's latest state of the waited-for container.
     pub fn update(&self, state: &str) {
-        let mut s = self.progress.state.lock().expect("progress lock");
+        let mut s = self.progress.state.lock();
         if let Some(w) = s.waits.get_mut(&self.id) {
             if w.state != state {
                 w.state = state.to_string();
@@ -61,7 +61,7 @@ impl WaitHandle<'_> {
 
 impl Drop for WaitHandle<'_> {
     fn drop(&mut self) {
-        let mut s = self.progress.state.lock().expect("progress lock");
+        let mut s = self.progress.state.lock();
         s.waits.remove(&self.id);
         s.version += 1;
         drop(s);
@@ -72,7 +72,7 @@ impl Drop for WaitHandle<'_> {
 impl Progress {
     /// Starts a wait for `what` (`accessory/redis on h2`) that gives up after `timeout`.
     pub fn start_wait(&self, what: String, timeout: Duration) -> WaitHandle<'_> {
-        let mut s = self.state.lock().expect("progress lock");
+        let mut s = self.state.lock();
         let id = s.next;
         s.next += 1;
         s.waits.insert(id, Wait { what, state: "starting".into(), since: Instant::now(), timeout });
@@ -84,7 +84,7 @@ impl Progress {
 
     /// A gate gave up: roles behind it are blocked, and the status says so now.
     pub fn block(&self, message: String) {
-        let mut s = self.state.lock().expect("progress lock");
+        let mut s = self.state.lock();
         if !s.blocked.contains(&message) {
             s.blocked.push(message);
             s.version += 1;
@@ -95,7 +95,7 @@ impl Progress {
 
     /// The phase and message to show now, or `None` when nothing is waited on or blocked.
     pub fn summary(&self) -> Option<(Phase, Reason, String)> {
-        let s = self.state.lock().expect("progress lock");
+        let s = self.state.lock();
         let now = Instant::now();
         if !s.blocked.is_empty() {
             return Some((Phase::Blocked, Reason::AccessoryNotReady, s.blocked.join("; ")));
@@ -126,7 +126,7 @@ impl Progress {
     }
 
     fn version(&self) -> u64 {
-        self.state.lock().expect("progress lock").version
+        self.state.lock().version
     }
 
     /// Calls `write` with each new summary: at once when a wait starts, ends or a gate gives up,
@@ -222,23 +222,23 @@ mod tests {
         let done = Notify::new();
         let writes = Mutex::new(Vec::new());
         let reporter = p.report(&done, |phase, _, msg| {
-            writes.lock().unwrap().push((phase, msg));
+            writes.lock().push((phase, msg));
             async {}
         });
         let driver = async {
             tokio::task::yield_now().await;
             let w = p.start_wait("accessory/db on h1".into(), Duration::from_secs(60));
             tokio::time::sleep(Duration::from_millis(10)).await;
-            assert_eq!(writes.lock().unwrap().len(), 1, "written when the wait starts");
+            assert_eq!(writes.lock().len(), 1, "written when the wait starts");
             tokio::time::sleep(REFRESH * 3).await;
-            let n = writes.lock().unwrap().len();
+            let n = writes.lock().len();
             assert!(n >= 3, "refreshed while it lasts: {n}");
-            assert!(writes.lock().unwrap().last().unwrap().1.contains("6 s of 60 s"));
+            assert!(writes.lock().last().unwrap().1.contains("6 s of 60 s"));
             drop(w);
             tokio::time::sleep(REFRESH * 3).await;
-            let settled = writes.lock().unwrap().len();
+            let settled = writes.lock().len();
             tokio::time::sleep(REFRESH * 3).await;
-            assert_eq!(writes.lock().unwrap().len(), settled, "no writes once nothing is waited on");
+            assert_eq!(writes.lock().len(), settled, "no writes once nothing is waited on");
             done.notify_one();
         };
         tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(reporter, driver) }).await.unwrap();

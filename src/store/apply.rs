@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::Serialize;
 
@@ -36,7 +37,14 @@ impl Store {
     /// [`MAX_BATCH_WRITES`] writes exceeds what one transaction may hold and is written one resource
     /// at a time, in order.
     pub async fn apply_all(&self, resources: &[Resource], dry_run: bool) -> Result<Vec<ApplyOutcome>, StoreError> {
-        for attempt in 0..MAX_CONFLICT_RETRIES {
+        // Jittered, so two appliers that collided do not collide again in step.
+        let mut jitter = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(10))
+            .with_max_delay(Duration::from_millis(200))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        for _ in 0..MAX_CONFLICT_RETRIES {
             let mut outcomes = Vec::with_capacity(resources.len());
             let mut writes = Vec::new();
             for r in resources {
@@ -60,7 +68,7 @@ impl Store {
                 return Ok(outcomes);
             }
             // Someone wrote one of these keys since it was read: work the whole batch out again.
-            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % (20 * (attempt as u64 + 1)))).await;
+            tokio::time::sleep(jitter.next().unwrap_or_default()).await;
         }
         Err(StoreError::Contended { what: batch_name(resources), attempts: MAX_CONFLICT_RETRIES })
     }
