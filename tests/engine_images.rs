@@ -175,3 +175,45 @@ fn staging_and_production_on_one_host_stay_apart_and_keep_their_pinned_image() {
     ctx.delete(&app, "staging");
     ctx.delete(&app, "production");
 }
+
+/// Image pins have a key of their own: a status corrupted by hand is replaced, but never makes berth
+/// resolve a moved tag again; unreadable pins are the App's error (named, nothing touched), never a
+/// reason to resolve either.
+#[test]
+fn a_corrupt_status_never_resolves_a_moved_tag_again() {
+    let tb = Testbed::get();
+    let _up = tb.shared();
+    let ctx = Ctx::new("engine");
+    let app = ctx.app("e2e-pins");
+    let ns = "prod";
+    let tag = format!("{}/berth-test/app:{}", tb.registry, unique("e2e-pintag"));
+    let point_tag_at = |source: &str| {
+        tb.docker_ok("host1", &["pull", "-q", source]);
+        tb.docker_ok("host1", &["tag", source, &tag]);
+        tb.docker_ok("host1", &["push", &tag]);
+        tb.docker_ok("host1", &["rmi", &tag]);
+    };
+    point_tag_at(&tb.images.app_v1);
+    ctx.apply("hosts.yaml", &unix_hosts(tb));
+    let spec = AppSpec::new(&app, ns, &tag).role("web", RoleSpec::on(&["host1"]).cmd(HTTPD).health(WEB_HEALTH));
+    ctx.apply("app.yaml", &spec.yaml());
+    ctx.converge(&app, ns).expect(0);
+    let first = one(tb, "host1", &app, ns, "role/web");
+    assert!(first.image.contains("@sha256:"), "not pinned: {}", first.image);
+    assert!(ctx.keys().iter().any(|k| k.ends_with(&format!("/pins/{ns}/{app}"))), "no pins key: {:?}", ctx.keys());
+
+    point_tag_at(&tb.images.app_v2);
+    ctx.put_raw(&format!("status/apps/{ns}/{app}"), "{not json");
+    let r = ctx.converge(&app, ns).expect(0);
+    assert_eq!(r.changes(), "", "{}", r.stdout);
+    let again = one(tb, "host1", &app, ns, "role/web");
+    assert_eq!((&again.id, &again.image), (&first.id, &first.image), "the moved tag was resolved again");
+    assert_eq!(ctx.current_status(&app, ns)["images"][&tag].as_str(), Some(first.image.as_str()));
+
+    ctx.put_raw(&format!("pins/{ns}/{app}"), "[]");
+    let r = ctx.converge(&app, ns).expect(4);
+    assert!(r.stderr.contains("image pins at") && r.stderr.contains("unreadable"), "{}", r.stderr);
+    let still = one(tb, "host1", &app, ns, "role/web");
+    assert_eq!((&still.id, &still.image), (&first.id, &first.image), "unreadable pins touched the container");
+    ctx.delete(&app, ns);
+}

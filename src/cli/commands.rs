@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{connect, output, readable, ExitCode, Failure, GlobalArgs, OutputFormat};
 use crate::controller::finalizer;
 use crate::docker::HostPool;
+use crate::engine::images::Pins;
 use crate::engine::{self, AppStatus, Phase};
 use crate::plan;
 use crate::spec::{self, App, Resource};
@@ -46,8 +47,13 @@ pub async fn plan(
     };
     let pool = HostPool::new();
     let observation = pool.observe(&hosts).await;
-    let previous: Option<AppStatus> = store.get_status(app.namespace(), &app.metadata.name).await.unwrap_or(None);
-    let images = engine::resolve_images(&app, &hosts, previous.as_ref(), &observation.clients)
+    // The pins the operator would reuse (an older berth kept them in the status); `plan` writes nothing.
+    let (ns, name) = (app.namespace(), app.metadata.name.as_str());
+    let pins: Option<Pins> = match store.get_pins(ns, name).await.unwrap_or(None) {
+        Some(p) => Some(p),
+        None => store.get_status::<AppStatus>(ns, name).await.unwrap_or(None).as_ref().map(Pins::from_status),
+    };
+    let images = engine::resolve_images(&app, &hosts, pins.as_ref(), &observation.clients)
         .await
         .map_err(|e| Failure::new(ExitCode::NotReady, e))?;
     let plan = plan::plan(&app, &hosts, &images, &observation.hosts)
@@ -162,7 +168,12 @@ pub fn render_status(name: &str, namespace: &str, s: &AppStatus) -> String {
 /// Follows an App's status until it is settled for the App's current generation: Ready (Ok), or
 /// Degraded/Blocked (NotReady), or the timeout (Timeout). Shows each host's progress as it goes:
 /// a live display on a terminal, plain lines otherwise.
-pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std::time::Duration) -> Result<(), Failure> {
+pub async fn wait_ready(
+    store: &Store,
+    name: &str,
+    namespace: &str,
+    timeout: std::time::Duration,
+) -> Result<(), Failure> {
     use std::io::IsTerminal;
     let deadline = tokio::time::Instant::now() + timeout;
     let live = std::io::stderr().is_terminal();
@@ -199,7 +210,10 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
                     println!("app/{name} -n {namespace} Ready (generation {generation})");
                     Ok(())
                 }
-                phase => Err(Failure::new(ExitCode::NotReady, format!("app/{name} -n {namespace} is {phase}: {}", s.message))),
+                phase => Err(Failure::new(
+                    ExitCode::NotReady,
+                    format!("app/{name} -n {namespace} is {phase}: {}", s.message),
+                )),
             };
         }
         if tokio::time::Instant::now() >= deadline {
@@ -208,7 +222,10 @@ pub async fn wait_ready(store: &Store, name: &str, namespace: &str, timeout: std
             }
             return Err(Failure::new(
                 ExitCode::Timeout,
-                format!("app/{name} -n {namespace} not Ready for generation {generation} within {}: {last_line}", humantime::format_duration(timeout)),
+                format!(
+                    "app/{name} -n {namespace} not Ready for generation {generation} within {}: {last_line}",
+                    humantime::format_duration(timeout)
+                ),
             ));
         }
         let poll = std::time::Duration::from_millis(250);
@@ -231,11 +248,7 @@ fn progress_line(name: &str, namespace: &str, s: &AppStatus, generation: i64) ->
             if !hs.reachable {
                 format!("{h} unreachable")
             } else {
-                let ready = hs
-                    .containers
-                    .iter()
-                    .filter(|c| c.serving())
-                    .count();
+                let ready = hs.containers.iter().filter(|c| c.serving()).count();
                 format!("{h} {ready}/{}", hs.containers.len())
             }
         })

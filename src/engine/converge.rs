@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::{info, warn};
 
 use super::execute::Run;
+use super::images::{resolve_images, Pins};
 use super::progress::{self, Progress};
 use super::rollout::{self, LastReady};
 use super::status::{self, AppStatus, ContainerPhase, ConvergeReport, Phase, RolloutFailure};
 use super::timings::Timings;
-use super::{images::resolve_images, AlwaysOpen, Gate, Outcome};
+use super::{AlwaysOpen, Gate, Outcome};
 use crate::docker::{HostPool, Observation};
 use crate::plan::{self, labels, DesiredState, Plan};
 use crate::spec::{App, Host};
@@ -59,7 +60,7 @@ pub async fn converge_gated(
     });
     let pins = match &last_ready {
         Some(lr) => Ok(lr.images.clone()),
-        None => resolve_images(&effective, hosts, previous.as_ref(), &observation.clients).await,
+        None => pin(store, &effective, hosts, previous.as_ref(), &observation).await?,
     };
     timings.mark("resolve");
     let (pins, prepared) = match pins {
@@ -167,6 +168,40 @@ pub async fn converge_gated(
     timings.mark("status-write");
     tracing::debug!(app = %name, namespace = %ns, steps = %timings, "converge timings");
     Ok(Outcome { status, actions: run.counts, gone, settled })
+}
+
+/// Pins the App's images, reusing the recorded pins (an App from before the pins key had them in
+/// its status), and records new ones before anything runs from them. Unreadable pins are the App's
+/// error, never a reason to resolve its tags again; etcd failing is the reconcile's.
+async fn pin(
+    store: &Store,
+    app: &App,
+    hosts: &[Host],
+    previous: Option<&AppStatus>,
+    observation: &Observation,
+) -> Result<Result<BTreeMap<String, String>, String>, StoreError> {
+    let (ns, name) = (app.namespace(), app.metadata.name.as_str());
+    if app.metadata.deletion_timestamp.is_some() {
+        return Ok(Ok(BTreeMap::new())); // a deleted App runs no image: nothing to pin
+    }
+    let recorded = match store.get_pins::<Pins>(ns, name).await {
+        Ok(p) => p.or_else(|| previous.map(Pins::from_status)),
+        Err(StoreError::Corrupt { key, reason }) => {
+            return Ok(Err(format!(
+                "image pins at {key} are unreadable ({reason}); delete that key to resolve the tags again"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let images = match resolve_images(app, hosts, recorded.as_ref(), &observation.clients).await {
+        Ok(images) => images,
+        Err(e) => return Ok(Err(e)),
+    };
+    let now = Pins { images, repin_requested_at: app.repin_requested_at().map(str::to_string) };
+    if recorded.as_ref() != Some(&now) {
+        store.put_pins(ns, name, &now).await?;
+    }
+    Ok(Ok(now.images))
 }
 
 /// The desired state, built once, and the plan from it; the error is the status's one line.

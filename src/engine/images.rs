@@ -4,13 +4,30 @@
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
+use serde::{Deserialize, Serialize};
 
-use super::AppStatus;
 use crate::docker::{ops, HostClient};
 use crate::plan;
 use crate::spec::{App, Host};
 
-/// Pins every image reference the app needs. A pin in the last status is reused for as long as the
+/// What `<prefix>/pins/<ns>/<app>` holds: the pins, and the `berth repin` request they answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pins {
+    /// Spec image reference → pinned reference (`repo@sha256:…`).
+    pub images: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repin_requested_at: Option<String>,
+}
+
+impl Pins {
+    /// The pins as they stood when an older berth kept them in the status.
+    pub fn from_status(s: &super::AppStatus) -> Pins {
+        Pins { images: s.images.clone(), repin_requested_at: s.repin_requested_at.clone() }
+    }
+}
+
+/// Pins every image reference the app needs. A pin already recorded is reused for as long as the
 /// spec keeps its reference and no `berth repin` came after it, whatever else in the spec changes:
 /// a moved tag never swaps a running namespace's image, and a change that does not touch `image`
 /// never changes the code (nor waits on a registry round trip). Anything else is resolved once,
@@ -18,7 +35,7 @@ use crate::spec::{App, Host};
 pub async fn resolve_images(
     app: &App,
     hosts: &[Host],
-    previous: Option<&AppStatus>,
+    previous: Option<&Pins>,
     clients: &BTreeMap<String, HostClient>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -63,6 +63,12 @@ impl Keys {
         format!("{}/lastready/apps/{}/{}", self.prefix, namespace, name)
     }
 
+    /// The image pins of an App (spec reference → `repo@sha256:…`): a key of their own, so no
+    /// corrupt status can ever make berth resolve a tag again.
+    pub fn pins(&self, namespace: &str, name: &str) -> String {
+        format!("{}/pins/{}/{}", self.prefix, namespace, name)
+    }
+
     /// The operator's leader-election key.
     pub fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
@@ -97,6 +103,7 @@ mod tests {
         assert_eq!(k.status("production", "shop"), "/berth/status/apps/production/shop");
         assert_eq!(k.apps(Some("staging")), "/berth/apps/staging/");
         assert_eq!(k.last_ready("production", "shop"), "/berth/lastready/apps/production/shop");
+        assert_eq!(k.pins("production", "shop"), "/berth/pins/production/shop");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Store {
         self.get_json(&self.keys.host(name)).await
     }
 
-    /// Final step of an App's deletion: its spec and status keys go, and only if the spec is still the one
+    /// Final step of an App's deletion: its spec, status, pins and last Ready keys go, and only if the spec is still the one
     /// whose containers were removed (a re-created App is never deleted by a stale finalizer).
     pub async fn remove_app_keys(&self, namespace: &str, name: &str, mod_revision: i64) -> Result<bool, StoreError> {
         let key = self.keys.app(namespace, name);
@@ -95,6 +95,7 @@ impl Store {
                 TxnOp::delete(key.as_str(), None),
                 TxnOp::delete(self.keys.status(namespace, name), None),
                 TxnOp::delete(self.keys.last_ready(namespace, name), None),
+                TxnOp::delete(self.keys.pins(namespace, name), None),
             ],
         )
         .await
@@ -102,9 +103,7 @@ impl Store {
 
     /// Writes an App's status (any serializable shape the engine owns).
     pub async fn put_status<T: Serialize>(&self, namespace: &str, name: &str, status: &T) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(status).expect("status always serializes");
-        self.fenced_txn(Vec::new(), vec![TxnOp::put(self.keys.status(namespace, name), body, None)]).await?;
-        Ok(())
+        self.put_value(&self.keys.status(namespace, name), status).await
     }
 
     /// Removes a status key whose App is already gone.
@@ -119,9 +118,7 @@ impl Store {
 
     /// Records an App's last Ready generation (any shape the engine owns), fenced like the status.
     pub async fn put_last_ready<T: Serialize>(&self, namespace: &str, name: &str, value: &T) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(value).expect("last ready always serializes");
-        self.fenced_txn(Vec::new(), vec![TxnOp::put(self.keys.last_ready(namespace, name), body, None)]).await?;
-        Ok(())
+        self.put_value(&self.keys.last_ready(namespace, name), value).await
     }
 
     pub async fn get_last_ready<T: DeserializeOwned>(
@@ -130,6 +127,22 @@ impl Store {
         name: &str,
     ) -> Result<Option<T>, StoreError> {
         Ok(self.get_json(&self.keys.last_ready(namespace, name)).await?.map(|v| v.value))
+    }
+
+    /// Records an App's image pins (any shape the engine owns), fenced like the status.
+    pub async fn put_pins<T: Serialize>(&self, namespace: &str, name: &str, value: &T) -> Result<(), StoreError> {
+        self.put_value(&self.keys.pins(namespace, name), value).await
+    }
+
+    pub async fn get_pins<T: DeserializeOwned>(&self, namespace: &str, name: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.get_json(&self.keys.pins(namespace, name)).await?.map(|v| v.value))
+    }
+
+    /// One engine-owned value, written only while this process still leads (when fenced).
+    async fn put_value<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(value).expect("engine records always serialize");
+        self.fenced_txn(Vec::new(), vec![TxnOp::put(key, body, None)]).await?;
+        Ok(())
     }
 }
 

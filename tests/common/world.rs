@@ -166,6 +166,15 @@ impl Ctx {
         })
     }
 
+    /// Writes `value` at `<prefix>/<rest>` straight into etcd, around berth (a value written by hand).
+    pub fn put_raw(&self, rest: &str, value: &str) {
+        let (etcd, key, value) = (self.etcd.clone(), format!("{}/{rest}", self.prefix), value.to_string());
+        block_on(async move {
+            let mut c = Client::connect([etcd], None).await.unwrap();
+            c.put(key, value, None).await.unwrap();
+        });
+    }
+
     /// The value of the operators' leader key, if any (read straight from etcd).
     pub fn leader_key(&self) -> Option<String> {
         let (etcd, key) = (self.etcd.clone(), format!("{}/leader", self.prefix));
