@@ -94,9 +94,15 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     plan::simulate(&plan::plan(&v1, &hs, &imgs, &fresh).unwrap(), &mut converged);
     assert!(plan::plan(&v1, &hs, &imgs, &converged).unwrap().is_empty(), "converged means nothing to do");
     let v2 = big_app(1000, "2");
-    g.bench_function("one_app_1000_hosts_noop", |b| b.iter(|| plan::plan(black_box(&v1), &hs, &imgs, &converged).unwrap()));
-    g.bench_function("one_app_1000_hosts_fresh", |b| b.iter(|| plan::plan(black_box(&v1), &hs, &imgs, &fresh).unwrap()));
-    g.bench_function("one_app_1000_hosts_rolling", |b| b.iter(|| plan::plan(black_box(&v2), &hs, &imgs, &converged).unwrap()));
+    g.bench_function("one_app_1000_hosts_noop", |b| {
+        b.iter(|| plan::plan(black_box(&v1), &hs, &imgs, &converged).unwrap())
+    });
+    g.bench_function("one_app_1000_hosts_fresh", |b| {
+        b.iter(|| plan::plan(black_box(&v1), &hs, &imgs, &fresh).unwrap())
+    });
+    g.bench_function("one_app_1000_hosts_rolling", |b| {
+        b.iter(|| plan::plan(black_box(&v2), &hs, &imgs, &converged).unwrap())
+    });
 
     // 1,000 apps over 100 hosts: every app planned once against hosts that list all apps' containers.
     // Built inside the closure, so filtering on another benchmark (or profiling one) skips it.

@@ -152,7 +152,11 @@ async fn wait_settled(store: &Store, ns: &str, name: &str, timeout: Duration) ->
         let app = store.get_app(ns, name).await?.ok_or("app vanished")?;
         if let Some(s) = store.get_status::<AppStatus>(ns, name).await? {
             if s.settled_for(&app.value) {
-                return if s.phase == Phase::Ready { Ok(()) } else { Err(format!("{}: {}", s.phase, s.message).into()) };
+                return if s.phase == Phase::Ready {
+                    Ok(())
+                } else {
+                    Err(format!("{}: {}", s.phase, s.message).into())
+                };
             }
         }
         if Instant::now() > deadline {
@@ -180,7 +184,7 @@ async fn react(a: Args) -> Result<(), Error> {
     let (hosts, apps) = load(&a.files)?;
     let mut app = apps.into_iter().next().ok_or("give the App file")?;
     let (name, ns) = (app.metadata.name.clone(), app.namespace().to_string());
-    let store = Store::connect(&[a.etcd.clone()], &a.prefix).await?;
+    let store = Store::connect(std::slice::from_ref(&a.etcd), &a.prefix).await?;
     let mut events = subscribe(&hosts, &ns, &["create"]).await?;
     wait_settled(&store, &ns, &name, Duration::from_secs(60)).await?;
     let names: Vec<String> = hosts.iter().map(|h| h.metadata.name.clone()).collect();
@@ -204,7 +208,12 @@ async fn react(a: Args) -> Result<(), Error> {
         };
         samples.push((ev.time_nano - t0) as f64 / 1e6);
         if std::env::var_os("BENCHKIT_VERBOSE").is_some() {
-            eprintln!("change to {}: written at {t0} ns, created at {} ns: {:.2} ms", names[at], ev.time_nano, (ev.time_nano - t0) as f64 / 1e6);
+            eprintln!(
+                "change to {}: written at {t0} ns, created at {} ns: {:.2} ms",
+                names[at],
+                ev.time_nano,
+                (ev.time_nano - t0) as f64 / 1e6
+            );
         }
         wait_settled(&store, &ns, &name, Duration::from_secs(60)).await?;
         // Let the prune's own events reach the operator before the next change.
@@ -220,7 +229,12 @@ async fn react(a: Args) -> Result<(), Error> {
 
 /// One `docker create` (bollard) of a throw-away container on `host`: milliseconds from just before
 /// the call to the daemon's `create` event, as for berth. The container is removed again.
-async fn bare_create(host: &Host, image: &str, ns: &str, events: &mut mpsc::UnboundedReceiver<Event>) -> Result<f64, Error> {
+async fn bare_create(
+    host: &Host,
+    image: &str,
+    ns: &str,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> Result<f64, Error> {
     let docker = docker_of(host)?;
     let name = format!("bench-react-reference-{}", now_ns());
     let body = bollard::models::ContainerCreateBody {
@@ -248,7 +262,7 @@ async fn bare_create(host: &Host, image: &str, ns: &str, events: &mut mpsc::Unbo
 
 async fn drift(a: Args) -> Result<(), Error> {
     let (hosts, _) = load(&a.files)?;
-    let store = Store::connect(&[a.etcd.clone()], &a.prefix).await?;
+    let store = Store::connect(std::slice::from_ref(&a.etcd), &a.prefix).await?;
     let mut events = subscribe(&hosts, &a.namespace, &["start"]).await?;
     wait_settled(&store, &a.namespace, &a.app, Duration::from_secs(60)).await?;
     let mut samples = Vec::new();
@@ -257,12 +271,19 @@ async fn drift(a: Args) -> Result<(), Error> {
         let docker = docker_of(host)?;
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![format!("berth.namespace={}", a.namespace), format!("berth.app={}", a.app), format!("berth.role={}", a.role)],
+            vec![
+                format!("berth.namespace={}", a.namespace),
+                format!("berth.app={}", a.app),
+                format!("berth.role={}", a.role),
+            ],
         )]);
         let listed = docker
             .list_containers(Some(ListContainersOptions { filters: Some(filters), ..Default::default() }))
             .await?;
-        let victim = listed.into_iter().find_map(|c| c.id).ok_or_else(|| format!("no {} container on {}", a.role, host.metadata.name))?;
+        let victim = listed
+            .into_iter()
+            .find_map(|c| c.id)
+            .ok_or_else(|| format!("no {} container on {}", a.role, host.metadata.name))?;
         while events.try_recv().is_ok() {}
         let t0 = now_ns();
         docker.remove_container(&victim, Some(RemoveContainerOptions { force: true, ..Default::default() })).await?;

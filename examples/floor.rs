@@ -86,8 +86,7 @@ async fn run() -> Result<(), Error> {
     let want = plan::desired(&app, &hosts, &images)?;
     let (name, ns) = (app.metadata.name.as_str(), app.namespace());
     let network = labels::network_name(name, ns);
-    let net_labels: std::collections::HashMap<String, String> =
-        labels::network_labels(name, ns).into_iter().collect();
+    let net_labels: std::collections::HashMap<String, String> = labels::network_labels(name, ns).into_iter().collect();
 
     // Clients are made before the clock starts; making one is local (no call).
     let mut clients: BTreeMap<&str, Docker> = BTreeMap::new();

@@ -56,7 +56,10 @@ fn every_flag_the_deployment_passes_exists_and_defaults_match_the_operator() {
         .collect();
     assert!(flags.len() >= 7, "{flags:?}");
     for f in &flags {
-        assert!(help.contains(&format!("--{f} ")) || help.contains(&format!("--{f}\n")), "--{f} is not a flag of `berth operator`:\n{help}");
+        assert!(
+            help.contains(&format!("--{f} ")) || help.contains(&format!("--{f}\n")),
+            "--{f} is not a flag of `berth operator`:\n{help}"
+        );
     }
 
     let values: Value = serde_yaml_ng::from_str(&read("charts/berth/values.yaml")).unwrap();
@@ -96,8 +99,17 @@ fn the_image_runs_as_the_chart_runs_it() {
     let _cleanup = Cleanup(tb, reference.clone());
 
     // As charts/berth runs it: user 65532, read-only root with an in-memory /tmp, no capabilities.
-    let as_chart =
-        ["--read-only", "--tmpfs", "/tmp", "--user", "65532:65532", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
+    let as_chart = [
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        "65532:65532",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    ];
     let examples = format!("{}:/examples:ro", root().join("examples").display());
     let mut args = vec!["run", "--rm"];
     args.extend(as_chart);
@@ -116,7 +128,10 @@ fn the_image_runs_as_the_chart_runs_it() {
     args.extend(["--metrics-addr", &metrics, "--lease-ttl", "5s"]);
     tb.docker_ok("host1", &args);
     let readyz = || {
-        let out = Command::new("curl").args(["-s", "-m", "2", &format!("http://{}:{port}/readyz", host.address)]).output().unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "-m", "2", &format!("http://{}:{port}/readyz", host.address)])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let led = wait_until(Duration::from_secs(30), || readyz().contains("leader"));

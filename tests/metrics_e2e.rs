@@ -92,7 +92,8 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let name_end =
+            line.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or_else(|| panic!("bad sample line {line:?}"));
         let name = line[..name_end].to_string();
         let mut labels = BTreeMap::new();
         let mut rest = &line[name_end..];
@@ -394,7 +395,14 @@ impl World {
     fn containers(&self, host: &str) -> Option<Vec<String>> {
         let out = self.tb.docker(
             host,
-            &["ps", "-aq", "--filter", &format!("label=berth.app={}", self.app), "--filter", &format!("label=berth.namespace={}", self.ns)],
+            &[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.app={}", self.app),
+                "--filter",
+                &format!("label=berth.namespace={}", self.ns),
+            ],
         );
         let text = String::from_utf8_lossy(&out.stdout);
         out.status.success().then(|| text.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
@@ -458,7 +466,14 @@ impl Drop for World {
         for h in &self.hosts {
             let ids = self.tb.docker(
                 h,
-                &["ps", "-aq", "--filter", &format!("label=berth.app={}", self.app), "--filter", &format!("label=berth.namespace={}", self.ns)],
+                &[
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=berth.app={}", self.app),
+                    "--filter",
+                    &format!("label=berth.namespace={}", self.ns),
+                ],
             );
             for id in String::from_utf8_lossy(&ids.stdout).lines().filter(|l| !l.is_empty()) {
                 let _ = self.tb.docker(h, &["rm", "-f", "-v", id]);
@@ -632,8 +647,15 @@ fn host_down_alert_fires_in_a_real_prometheus() {
 
     // Every dashboard query is valid PromQL for this Prometheus (each query checks); the main panels
     // have data once there were scrapes enough for rate().
-    let needs_data =
-        ["Apps Ready", "App readiness", "Host up", "Container actions per host", "Work queue depth", "Leader", "Version"];
+    let needs_data = [
+        "Apps Ready",
+        "App readiness",
+        "Host up",
+        "Container actions per host",
+        "Work queue depth",
+        "Leader",
+        "Version",
+    ];
     let mut empty = Vec::new();
     let have_data = wait_until(secs(30), || {
         empty = dashboard_queries()
@@ -668,7 +690,8 @@ fn host_down_alert_fires_in_a_real_prometheus() {
     assert!(alert["annotations"]["summary"].as_str().unwrap().contains(host), "{alert}");
     assert_eq!(prom.firing("BerthHostDown", &[]).len(), 1, "only {host} is down: {:#?}", prom.alerts());
     // The App on it is no longer Ready.
-    let app_alert = wait_until(secs(90), || !prom.firing("BerthAppNotReady", &[("app", &w.app), ("namespace", &w.ns)]).is_empty());
+    let app_alert =
+        wait_until(secs(90), || !prom.firing("BerthAppNotReady", &[("app", &w.app), ("namespace", &w.ns)]).is_empty());
     assert!(app_alert, "BerthAppNotReady never fired for {}; alerts: {:#?}", w.app, prom.alerts());
 
     // dockerd is back: the operator follows the host again and the alert resolves.

@@ -135,7 +135,11 @@ fn the_registry_renders_every_registered_and_promised_family() {
     for name in CONTRACT {
         assert!(families.contains_key(name), "README promises {name}; berth does not export it: {families:?}");
     }
-    for h in ["berth_reconcile_duration_seconds", "berth_workqueue_queue_duration_seconds", "berth_docker_request_duration_seconds"] {
+    for h in [
+        "berth_reconcile_duration_seconds",
+        "berth_workqueue_queue_duration_seconds",
+        "berth_docker_request_duration_seconds",
+    ] {
         assert_eq!(families[h], "histogram", "{h}");
     }
 }
@@ -148,11 +152,46 @@ const MODIFIERS: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "
 const KEYWORDS: [&str; 8] = ["and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"];
 /// PromQL functions (Prometheus 2.x) that the files may call.
 const FUNCTIONS: [&str; 40] = [
-    "abs", "absent", "absent_over_time", "avg_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min",
-    "count_over_time", "delta", "deriv", "exp", "floor", "histogram_quantile", "idelta", "increase", "irate",
-    "label_join", "label_replace", "last_over_time", "ln", "max_over_time", "min_over_time", "predict_linear",
-    "present_over_time", "quantile_over_time", "rate", "resets", "round", "scalar", "sort", "sort_desc",
-    "sqrt", "stddev_over_time", "sum_over_time", "time", "timestamp", "vector", "label_values",
+    "abs",
+    "absent",
+    "absent_over_time",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "count_over_time",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "last_over_time",
+    "ln",
+    "max_over_time",
+    "min_over_time",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "sum_over_time",
+    "time",
+    "timestamp",
+    "vector",
+    "label_values",
 ];
 
 /// Metric names a PromQL expression selects (identifiers outside `{…}`, `[…]` and strings that are
@@ -244,7 +283,9 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[test]
 fn the_metric_name_scanner_finds_what_it_should() {
     assert_eq!(
-        metric_names(r#"histogram_quantile(0.9, sum by (le, host) (rate(berth_x_bucket{host=~"$host", a="}by"}[$__rate_interval])))"#),
+        metric_names(
+            r#"histogram_quantile(0.9, sum by (le, host) (rate(berth_x_bucket{host=~"$host", a="}by"}[$__rate_interval])))"#
+        ),
         ["berth_x_bucket"]
     );
     assert_eq!(metric_names("max(berth_leader) < 1 or absent(berth_leader)"), ["berth_leader", "berth_leader"]);
@@ -357,8 +398,14 @@ fn every_alert_is_tested_firing_and_not_firing() {
                 firing.insert(name);
                 for a in case["exp_alerts"].as_sequence().unwrap() {
                     assert!(!s(&a["exp_labels"]["severity"]).is_empty(), "{name}: expected labels lack severity");
-                    assert!(!s(&a["exp_annotations"]["summary"]).is_empty(), "{name}: expected annotations lack summary");
-                    assert!(!s(&a["exp_annotations"]["description"]).is_empty(), "{name}: expected annotations lack description");
+                    assert!(
+                        !s(&a["exp_annotations"]["summary"]).is_empty(),
+                        "{name}: expected annotations lack summary"
+                    );
+                    assert!(
+                        !s(&a["exp_annotations"]["description"]).is_empty(),
+                        "{name}: expected annotations lack description"
+                    );
                 }
             }
         }
@@ -393,7 +440,10 @@ fn dashboard_queries(d: &Json) -> Vec<(String, String)> {
     for p in panels(d) {
         for t in p["targets"].as_array().into_iter().flatten() {
             let expr = t["expr"].as_str().unwrap_or_else(|| panic!("panel {:?} has a target without expr", p["title"]));
-            out.push((format!("panel {:?} target {}", p["title"].as_str().unwrap_or(""), t["refId"]), expr.to_string()));
+            out.push((
+                format!("panel {:?} target {}", p["title"].as_str().unwrap_or(""), t["refId"]),
+                expr.to_string(),
+            ));
         }
     }
     for v in d["templating"]["list"].as_array().into_iter().flatten() {
@@ -463,7 +513,8 @@ fn dashboard_is_importable_and_complete() {
         let title = p["title"].as_str().unwrap_or("");
         assert!(ids.insert(p["id"].as_i64().expect("panel id")), "duplicate panel id in {title:?}");
         let g = &p["gridPos"];
-        let (x, y, w, h) = (g["x"].as_i64().unwrap(), g["y"].as_i64().unwrap(), g["w"].as_i64().unwrap(), g["h"].as_i64().unwrap());
+        let (x, y, w, h) =
+            (g["x"].as_i64().unwrap(), g["y"].as_i64().unwrap(), g["w"].as_i64().unwrap(), g["h"].as_i64().unwrap());
         assert!(x >= 0 && w > 0 && x + w <= 24 && h > 0 && y >= 0, "{title:?} is off the 24-column grid: {g}");
         for (other, ox, oy, ow, oh) in &rects {
             let overlap = x < ox + ow && ox < &(x + w) && y < oy + oh && oy < &(y + h);
@@ -483,21 +534,31 @@ fn dashboard_is_importable_and_complete() {
             // Only variables the dashboard defines, or Grafana's own.
             for part in expr.split('$').skip(1) {
                 let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                assert!(name.starts_with("__") || vars.contains(name.as_str()), "{title:?} uses undefined ${name}: {expr}");
+                assert!(
+                    name.starts_with("__") || vars.contains(name.as_str()),
+                    "{title:?} uses undefined ${name}: {expr}"
+                );
             }
         }
     }
 
     // What an operator of berth looks at first.
-    let find = |title: &str| {
-        *all.iter().find(|p| p["title"] == title).unwrap_or_else(|| panic!("no panel {title:?}"))
-    };
+    let find = |title: &str| *all.iter().find(|p| p["title"] == title).unwrap_or_else(|| panic!("no panel {title:?}"));
     let exprs = |title: &str| -> String {
-        find(title)["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()).collect::<Vec<_>>().join("\n")
+        find(title)["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["expr"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     assert!(exprs("Apps Ready").contains("berth_app_ready"));
     let latency = exprs("Converge latency");
-    assert!(latency.contains("histogram_quantile(") && latency.contains("berth_reconcile_duration_seconds_bucket"), "{latency}");
+    assert!(
+        latency.contains("histogram_quantile(") && latency.contains("berth_reconcile_duration_seconds_bucket"),
+        "{latency}"
+    );
     assert!(exprs("Container actions per host").contains("berth_container_actions_total"));
     assert!(exprs("Host up").contains("berth_host_up"));
     assert!(exprs("Work queue depth").contains("berth_workqueue_depth"));

@@ -197,7 +197,11 @@ fn a_health_wait_shows_in_the_status_and_a_gate_that_gave_up_blocks_at_once() {
     let waiter = {
         let (etcd, prefix) = (tb.etcd.clone(), ctx.prefix.clone());
         std::thread::spawn(move || {
-            common::run::Run::of(common::run::berth_at(&etcd, &prefix, &["apply", "-f", &file, "--wait", "--timeout", "90s"]))
+            common::run::Run::of(common::run::berth_at(
+                &etcd,
+                &prefix,
+                &["apply", "-f", &file, "--wait", "--timeout", "90s"],
+            ))
         })
     };
     let waiting = |s: &Value| {

@@ -10,11 +10,7 @@ use common::testbed::{http_get, secs, unique, wait_for_http, wait_until, Testbed
 fn every_host_serves_a_registry_image_at_its_own_address() {
     let tb = Testbed::get();
     let _all_up = tb.shared();
-    assert!(
-        tb.hosts.len() >= 3,
-        "expected at least 3 hosts, got {}",
-        tb.hosts.len()
-    );
+    assert!(tb.hosts.len() >= 3, "expected at least 3 hosts, got {}", tb.hosts.len());
 
     for (i, host) in tb.hosts.iter().enumerate() {
         // app:v1 on the first host, v2 on the second, the accessory on the third, ...
@@ -26,16 +22,10 @@ fn every_host_serves_a_registry_image_at_its_own_address() {
         let name = unique("tb-web");
         let _rm = tb.container(&host.name, &name);
         tb.docker_ok(&host.name, &["pull", image]);
-        let id = tb.docker_ok(
-            &host.name,
-            &["run", "-d", "--name", &name, "-p", "80", image],
-        );
+        let id = tb.docker_ok(&host.name, &["run", "-d", "--name", &name, "-p", "80", image]);
 
         // The image came from our registry: its repo digest is the one `up` pushed.
-        let repo_digests = tb.docker_ok(
-            &host.name,
-            &["image", "inspect", "-f", "{{json .RepoDigests}}", image],
-        );
+        let repo_digests = tb.docker_ok(&host.name, &["image", "inspect", "-f", "{{json .RepoDigests}}", image]);
         assert!(
             repo_digests.contains(digest.as_str()),
             "{}: {image} has repo digests {repo_digests}, expected {digest}",
@@ -49,10 +39,7 @@ fn every_host_serves_a_registry_image_at_its_own_address() {
 
         // The other daemons know nothing about it.
         for other in tb.hosts.iter().filter(|o| o.name != host.name) {
-            let ps = tb.docker_ok(
-                &other.name,
-                &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"],
-            );
+            let ps = tb.docker_ok(&other.name, &["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]);
             assert!(
                 !ps.contains(&id) && !ps.lines().any(|l| l.ends_with(&format!(" {name}"))),
                 "{} lists {name} ({id}) that runs on {}:\n{ps}",
@@ -76,11 +63,7 @@ fn tls_endpoint_requires_a_client_cert_from_the_right_ca() {
     let tb = Testbed::get();
     let _all_up = tb.shared();
     for host in &tb.hosts {
-        let ok = tb.docker_tls(
-            &host.name,
-            &tb.client_tls,
-            &["info", "--format", "{{.Name}} {{.ID}}"],
-        );
+        let ok = tb.docker_tls(&host.name, &tb.client_tls, &["info", "--format", "{{.Name}} {{.ID}}"]);
         assert!(
             ok.status.success(),
             "{}: TLS with the client cert failed: {}",
@@ -89,18 +72,9 @@ fn tls_endpoint_requires_a_client_cert_from_the_right_ca() {
         );
         // Same daemon as the unix socket.
         let via_unix = tb.docker_ok(&host.name, &["info", "--format", "{{.Name}} {{.ID}}"]);
-        assert_eq!(
-            String::from_utf8_lossy(&ok.stdout).trim(),
-            via_unix,
-            "{}",
-            host.name
-        );
+        assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), via_unix, "{}", host.name);
 
-        let rogue = tb.docker_tls(
-            &host.name,
-            &tb.rogue_tls,
-            &["version", "--format", "{{.Server.Version}}"],
-        );
+        let rogue = tb.docker_tls(&host.name, &tb.rogue_tls, &["version", "--format", "{{.Server.Version}}"]);
         let stderr = String::from_utf8_lossy(&rogue.stderr);
         assert!(
             !rogue.status.success() && stderr.contains("bad certificate"),
@@ -140,10 +114,7 @@ fn etcd_and_registry_answer() {
     let port: u16 = port.parse().unwrap();
     let (status, body) = http_get(ip, port, "/v2/_catalog").expect("registry catalog");
     assert_eq!(status, 200, "registry catalog: {body}");
-    assert!(
-        body.contains("berth-test/app") && body.contains("berth-test/accessory"),
-        "{body}"
-    );
+    assert!(body.contains("berth-test/app") && body.contains("berth-test/accessory"), "{body}");
     let (status, body) = http_get(ip, port, "/v2/berth-test/app/tags/list").expect("tags");
     assert_eq!(status, 200, "{body}");
     for tag in ["v1", "v2", "latest"] {
@@ -159,48 +130,22 @@ fn a_host_can_die_and_come_back() {
     let host = tb.hosts.last().expect("hosts");
     let name = unique("tb-survivor");
     let _rm = tb.container(&host.name, &name);
-    tb.docker_ok(
-        &host.name,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--restart",
-            "always",
-            "-p",
-            "80",
-            &tb.images.app_v1,
-        ],
-    );
+    tb.docker_ok(&host.name, &["run", "-d", "--name", &name, "--restart", "always", "-p", "80", &tb.images.app_v1]);
 
     {
         let _down = tb.outage(&host.name);
+        assert!(!tb.docker(&host.name, &["info"]).status.success(), "{} still answers on unix", host.name);
         assert!(
-            !tb.docker(&host.name, &["info"]).status.success(),
-            "{} still answers on unix",
-            host.name
-        );
-        assert!(
-            !tb.docker_tls(&host.name, &tb.client_tls, &["info"])
-                .status
-                .success(),
+            !tb.docker_tls(&host.name, &tb.client_tls, &["info"]).status.success(),
             "{} still answers on tcp",
             host.name
         );
         // Everything of that host is gone, containers included.
-        assert!(
-            !host.socket_path().exists(),
-            "stale socket {}",
-            host.socket_path().display()
-        );
+        assert!(!host.socket_path().exists(), "stale socket {}", host.socket_path().display());
     } // started again here
 
     assert!(
-        wait_until(secs(30), || tb.docker_ok(
-            &host.name,
-            &["inspect", "-f", "{{.State.Running}}", &name]
-        ) == "true"),
+        wait_until(secs(30), || tb.docker_ok(&host.name, &["inspect", "-f", "{{.State.Running}}", &name]) == "true"),
         "{name} did not come back on {}",
         host.name
     );

@@ -79,7 +79,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
     /// etcd endpoints, comma-separated.
-    #[arg(long, global = true, env = "BERTH_ETCD_ENDPOINTS", default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     pub etcd: Vec<String>,
     /// Root of berth's keys in etcd.
     #[arg(long, global = true, env = "BERTH_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -323,7 +329,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print!("{text}");
             Ok(())
         }
-        Command::Plan { name, namespace, files, output } => commands::plan(&cli.global, name, namespace, files, output).await,
+        Command::Plan { name, namespace, files, output } => {
+            commands::plan(&cli.global, name, namespace, files, output).await
+        }
         Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
         Command::Repin { name, namespace, wait, timeout } => {
             let store = connect(&cli.global).await?;
@@ -338,7 +346,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let store = connect(&cli.global).await?;
             commands::wait_ready(&store, &name, &namespace, timeout).await
         }
-        Command::Status { name, namespace, output, .. } => commands::status(&cli.global, &name, &namespace, output).await,
+        Command::Status { name, namespace, output, .. } => {
+            commands::status(&cli.global, &name, &namespace, output).await
+        }
         Command::Rollout { what: RolloutWhat::Retry { name, namespace, wait, timeout } } => {
             let store = connect(&cli.global).await?;
             let at = store.request_rollout_retry(&namespace, &name).await?;

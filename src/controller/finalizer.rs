@@ -27,7 +27,7 @@ pub enum Vanished {
     /// The key is there again; the watch will bring it.
     Back,
     /// Confirmed gone: converge this (its last spec, marked deleted) to nothing.
-    Gone(Versioned<App>),
+    Gone(Box<Versioned<App>>),
 }
 
 impl Tombstones {
@@ -62,7 +62,7 @@ impl Tombstones {
                 gone.value.metadata.deletion_timestamp.get_or_insert_with(now_rfc3339);
                 // The key is absent: the removal below compares against "no key".
                 gone.mod_revision = 0;
-                Ok(Vanished::Gone(gone))
+                Ok(Vanished::Gone(Box::new(gone)))
             }
         }
     }

@@ -267,7 +267,7 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
     let app = match shared.reflector.app(key) {
         Some(a) => a,
         None => match shared.tombstones.confirm(&shared.store, key).await {
-            Ok(Vanished::Gone(app)) => app,
+            Ok(Vanished::Gone(app)) => *app,
             Ok(Vanished::Unknown | Vanished::Back) => return Reconciled::Nothing,
             Err(e) => {
                 warn!(app = %name, namespace = %ns, error = %e, "cannot confirm the app is gone; not pruning");

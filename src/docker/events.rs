@@ -23,7 +23,19 @@ impl ContainerEvent {
     /// Events that change what a list of containers would show (health checks' own `exec_*` events,
     /// every few seconds per container, do not).
     pub fn changes_state(&self) -> bool {
-        !self.action.starts_with("exec_") && !matches!(self.action.as_str(), "attach" | "detach" | "top" | "resize" | "commit" | "copy" | "archive-path" | "extract-to-dir" | "export")
+        !self.action.starts_with("exec_")
+            && !matches!(
+                self.action.as_str(),
+                "attach"
+                    | "detach"
+                    | "top"
+                    | "resize"
+                    | "commit"
+                    | "copy"
+                    | "archive-path"
+                    | "extract-to-dir"
+                    | "export"
+            )
     }
 
     /// Events that mean a container is no longer as berth left it.

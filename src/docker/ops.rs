@@ -41,7 +41,12 @@ pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError
         .into_iter()
         .map(|c| ObservedContainer {
             id: c.id.unwrap_or_default(),
-            name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
+            name: c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             state: state_of(c.state),
             health: health_of(c.status.as_deref().unwrap_or_default()),
@@ -103,7 +108,8 @@ pub async fn resolve_image(client: &HostClient, reference: &str) -> Result<Strin
         return Ok(reference.to_string());
     }
     let inspect = client.call(&op, client.docker.inspect_registry_image(reference, None)).await?;
-    let digest = inspect.descriptor.digest.ok_or_else(|| DockerError::new(&client.name, &op, "registry gave no digest"))?;
+    let digest =
+        inspect.descriptor.digest.ok_or_else(|| DockerError::new(&client.name, &op, "registry gave no digest"))?;
     Ok(format!("{}@{}", image.name(), digest))
 }
 
@@ -264,10 +270,9 @@ pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
         RestartPolicy::UnlessStopped => {
             DockerRestart { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
         }
-        RestartPolicy::OnFailure(n) => DockerRestart {
-            name: Some(RestartPolicyNameEnum::ON_FAILURE),
-            maximum_retry_count: n.map(|n| n as i64),
-        },
+        RestartPolicy::OnFailure(n) => {
+            DockerRestart { name: Some(RestartPolicyNameEnum::ON_FAILURE), maximum_retry_count: n.map(|n| n as i64) }
+        }
     };
     let healthcheck = c.healthcheck.as_ref().map(|h| HealthConfig {
         test: Some(h.test.clone()),
@@ -302,9 +307,7 @@ pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
 }
 
 pub async fn start(client: &HostClient, id: &str, name: &str) -> Result<(), DockerError> {
-    client
-        .call(&format!("start {name}"), client.docker.start_container(id, None::<StartContainerOptions>))
-        .await
+    client.call(&format!("start {name}"), client.docker.start_container(id, None::<StartContainerOptions>)).await
 }
 
 /// Stops gracefully; a container that is already gone or stopped is fine.

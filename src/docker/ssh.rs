@@ -46,7 +46,8 @@ impl SshTunnel {
     ) -> Result<SshTunnel, DockerError> {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        let local = dir.join(format!("berth-ssh-{}-{}-{host}.sock", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let local =
+            dir.join(format!("berth-ssh-{}-{}-{host}.sock", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_file(&local);
         let target = format!("{user}@{}", addr.trim_start_matches('[').trim_end_matches(']'));
         let mut cmd = Command::new("ssh");
@@ -57,13 +58,20 @@ impl SshTunnel {
             cmd.arg("-p").arg(p.to_string());
         }
         cmd.args([
-            "-o", "BatchMode=yes",
-            "-o", "ExitOnForwardFailure=yes",
-            "-o", "StreamLocalBindUnlink=yes",
-            "-o", "ServerAliveInterval=5",
-            "-o", "ServerAliveCountMax=3",
-            "-o", "ConnectTimeout=10",
-            "-N", "-T",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "StreamLocalBindUnlink=yes",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ConnectTimeout=10",
+            "-N",
+            "-T",
             "-L",
         ])
         .arg(format!("{}:{remote_socket}", local.display()))

@@ -82,7 +82,8 @@ fn parse_ssh(whole: &str, rest: &str) -> Result<Endpoint, String> {
         Some(i) => (&host[..i], Some(&host[i..])),
         None => (host, None),
     };
-    if socket.is_some_and(|s| s.len() < 2 || s.ends_with('/') || s.contains("//") || s.chars().any(char::is_whitespace)) {
+    if socket.is_some_and(|s| s.len() < 2 || s.ends_with('/') || s.contains("//") || s.chars().any(char::is_whitespace))
+    {
         return Err(bad());
     }
     let (addr, port) = split_addr_port(host).ok_or_else(bad)?;
