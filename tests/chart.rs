@@ -31,9 +31,14 @@ fn operator_help() -> String {
 
 /// `[default: 5m]` of `--flag` in clap's help text.
 fn help_default(help: &str, flag: &str) -> Option<String> {
-    let line = help.lines().find(|l| l.trim_start().starts_with(&format!("{flag} ")))?;
-    let start = line.find("[default: ")? + "[default: ".len();
-    Some(line[start..line[start..].find(']')? + start].to_string())
+    // clap puts a flag's help beside it or, when some help is long, on the lines below it.
+    let lines: Vec<&str> = help.lines().collect();
+    let at = lines.iter().position(|l| l.trim_start().starts_with(&format!("{flag} ")))?;
+    let next_flag =
+        lines[at + 1..].iter().position(|l| l.trim_start().starts_with("--")).map_or(lines.len(), |n| at + 1 + n);
+    let text = lines[at..next_flag].join(" ");
+    let start = text.find("[default: ")? + "[default: ".len();
+    Some(text[start..text[start..].find(']')? + start].to_string())
 }
 
 #[test]

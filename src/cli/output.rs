@@ -1,5 +1,6 @@
 //! Rendering of stored resources for `berth get`: aligned tables for people, YAML/JSON for tools.
 
+use crate::spec::applyset::Inventory;
 use crate::spec::{App, Host};
 
 use super::OutputFormat;
@@ -36,6 +37,21 @@ pub fn apps(apps: &[App], format: OutputFormat) -> String {
 }
 
 /// Renders hosts; TLS file paths are shown, never their contents.
+/// `berth get applysets`: each set with how many Apps and Hosts it holds and when it was last applied.
+pub fn applysets(sets: &[Inventory], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json(sets),
+        OutputFormat::Yaml => yaml(sets),
+        OutputFormat::Table => {
+            let mut rows = vec![vec!["NAME".to_string(), "APPS".into(), "HOSTS".into(), "APPLIED".into()]];
+            for s in sets {
+                rows.push(vec![s.name.clone(), s.apps().to_string(), s.hosts().to_string(), s.applied_at.clone()]);
+            }
+            table(&rows)
+        }
+    }
+}
+
 pub fn hosts(hosts: &[Host], format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => json(hosts),

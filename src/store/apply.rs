@@ -7,7 +7,9 @@ use backon::BackoffBuilder;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::Serialize;
 
+use super::applyset::{Pruned, SetWrite};
 use super::{now_rfc3339, ApplyOutcome, Store, StoreError, Unreadable, Versioned};
+use crate::spec::applyset::ResourceRef;
 use crate::spec::{app_uses_host, App, HasMeta, Host, Resource};
 
 /// Optimistic-concurrency retries before giving up on a hot key.
@@ -37,13 +39,19 @@ impl Store {
     /// [`MAX_BATCH_WRITES`] writes exceeds what one transaction may hold and is written one resource
     /// at a time, in order.
     pub async fn apply_all(&self, resources: &[Resource], dry_run: bool) -> Result<Vec<ApplyOutcome>, StoreError> {
-        // Jittered, so two appliers that collided do not collide again in step.
-        let mut jitter = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(10))
-            .with_max_delay(Duration::from_millis(200))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        Ok(self.apply_set(resources, None, dry_run).await?.0)
+    }
+
+    /// [`Store::apply_all`] for an apply set: the set's inventory and its prunes (Apps marked for
+    /// deletion, Hosts deleted) go in the same transaction as its resources. A batch too large for
+    /// one transaction writes the resources one at a time, then the set's writes.
+    pub async fn apply_set(
+        &self,
+        resources: &[Resource],
+        set: Option<&SetWrite<'_>>,
+        dry_run: bool,
+    ) -> Result<(Vec<ApplyOutcome>, Vec<(ResourceRef, Pruned)>), StoreError> {
+        let mut jitter = conflict_jitter();
         for _ in 0..MAX_CONFLICT_RETRIES {
             let mut outcomes = Vec::with_capacity(resources.len());
             let mut writes = Vec::new();
@@ -52,20 +60,28 @@ impl Store {
                 outcomes.push(prepared.outcome);
                 writes.extend(prepared.write);
             }
-            if dry_run || writes.is_empty() {
-                return Ok(outcomes);
+            let (set_writes, pruned) = match set {
+                Some(s) => self.prepare_set(s).await?,
+                None => (Vec::new(), Vec::new()),
+            };
+            if dry_run || (writes.is_empty() && set_writes.is_empty()) {
+                return Ok((outcomes, pruned));
             }
-            if writes.len() > MAX_BATCH_WRITES {
+            if writes.len() + set_writes.len() > MAX_BATCH_WRITES {
                 let mut out = Vec::with_capacity(resources.len());
                 for r in resources {
                     out.extend(Box::pin(self.apply_all(std::slice::from_ref(r), false)).await?);
                 }
-                return Ok(out);
+                let pruned = match set {
+                    Some(s) => Box::pin(self.apply_set(&[], Some(s), false)).await?.1,
+                    None => Vec::new(),
+                };
+                return Ok((out, pruned));
             }
-            let (compares, puts): (Vec<Compare>, Vec<TxnOp>) = writes.into_iter().unzip();
-            let txn = Txn::new().when(compares).and_then(puts);
+            let (compares, ops): (Vec<Compare>, Vec<TxnOp>) = writes.into_iter().chain(set_writes).unzip();
+            let txn = Txn::new().when(compares).and_then(ops);
             if self.client.kv_client().txn(txn).await?.succeeded() {
-                return Ok(outcomes);
+                return Ok((outcomes, pruned));
             }
             // Someone wrote one of these keys since it was read: work the whole batch out again.
             tokio::time::sleep(jitter.next().unwrap_or_default()).await;
@@ -200,6 +216,16 @@ impl Store {
 /// `app/shop -n production`: how errors name an App.
 fn app_name(namespace: &str, name: &str) -> String {
     format!("app/{name} -n {namespace}")
+}
+
+/// Jittered, so two appliers that collided do not collide again in step.
+fn conflict_jitter() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(200))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// How a refusal names a batch: its one resource, or how many.

@@ -69,6 +69,16 @@ impl Keys {
         format!("{}/pins/{}/{}", self.prefix, namespace, name)
     }
 
+    /// The inventory of the apply set `name` (`berth apply --prune --set NAME`).
+    pub fn applyset(&self, name: &str) -> String {
+        format!("{}/applysets/{}", self.prefix, name)
+    }
+
+    /// Every apply set's inventory.
+    pub fn applysets(&self) -> String {
+        format!("{}/applysets/", self.prefix)
+    }
+
     /// The operator's leader-election key.
     pub fn leader(&self) -> String {
         format!("{}/leader", self.prefix)
@@ -104,6 +114,7 @@ mod tests {
         assert_eq!(k.apps(Some("staging")), "/berth/apps/staging/");
         assert_eq!(k.last_ready("production", "shop"), "/berth/lastready/apps/production/shop");
         assert_eq!(k.pins("production", "shop"), "/berth/pins/production/shop");
+        assert_eq!(k.applyset("web"), "/berth/applysets/web");
     }
 
     #[test]

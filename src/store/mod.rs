@@ -1,11 +1,13 @@
 //! etcd: where desired state (Apps, Hosts) and observed status live, and the only module that
 //! speaks to etcd: connection and fencing (`client`), writes of desired state (`apply`), the apply
-//! lock (`lock`), leases (`lease`), list-and-watch (`watch`) and listings (`listing`).
+//! lock (`lock`), apply-set inventories and prunes (`applyset`), leases (`lease`), list-and-watch
+//! (`watch`) and listings (`listing`).
 //!
 //! Every write is a transaction guarded by `mod_revision`, so two writers never lose each
 //! other's update; values are the resources as JSON under the layout in [`keys`].
 
 mod apply;
+mod applyset;
 mod client;
 mod error;
 pub mod keys;
@@ -19,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use apply::MAX_BATCH_WRITES;
+pub use applyset::{Pruned, SetWrite};
 pub use error::StoreError;
 pub use keys::{KeyKind, Keys, DEFAULT_PREFIX};
 pub use lease::{Lease, LeaseGuard};
