@@ -16,7 +16,8 @@
 //! What the bed is (see `scripts/testbed` for details): real etcd on loopback, N (default 3)
 //! real dockerd's `host1..hostN`, each in its own network namespace with its own address on the
 //! bridge (10.213.0.11, .12, ...), serving `unix://…/docker.sock` and `tcp://ADDR:2376` with
-//! mutual TLS, and a local registry (`10.213.0.1:5000`) holding tiny busybox images.
+//! mutual TLS, a local registry (`10.213.0.1:5000`) holding tiny busybox images, and a private one
+//! (`10.213.0.1:5443`, TLS and a password: [`PrivateRegistry`]).
 //!
 //! Sharing rules for tests: use [`unique`] for every container/app/key name; remove what you
 //! create ([`Testbed::container`] helps); don't rely on `app:latest` pointing at v1 (tests move
@@ -50,6 +51,8 @@ pub struct Testbed {
     /// Registry address without scheme, e.g. `10.213.0.1:5000` (plain HTTP, no auth).
     pub registry: String,
     pub registry_log: PathBuf,
+    /// A second registry, with TLS and htpasswd auth, holding one image no daemon has credentials for.
+    pub private_registry: PrivateRegistry,
     pub bridge: Bridge,
     /// Full image references in the registry.
     pub images: Images,
@@ -61,6 +64,27 @@ pub struct Testbed {
     /// Client certificate signed by another CA: refused by every host. Its `ca` is the real
     /// CA (so the client can verify the host); `signer_ca` is the rogue CA that signed `cert`.
     pub rogue_tls: TlsFiles,
+}
+
+/// The private registry of the bed: `https://ADDRESS` with a certificate from a CA of its own, which
+/// every test dockerd trusts (`trust`, under `/etc/docker/certs.d`); pulls need `user`/`password`,
+/// which no daemon or client config holds, so a pull that works proves the caller sent them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivateRegistry {
+    /// `10.213.0.1:5443` (no scheme).
+    pub address: String,
+    pub user: String,
+    /// Random per bed; kept across repairs.
+    pub password: String,
+    /// The registry's CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Where the daemons find that CA: `/etc/docker/certs.d/ADDRESS/ca.crt`.
+    pub trust: PathBuf,
+    /// `ADDRESS/berth-test/private:v1`: `app:v1` (serves "v1" on :80), in no daemon's image store.
+    pub image: String,
+    /// Its manifest digest (`sha256:…`), the same as `app:v1`'s.
+    pub digest: String,
+    pub log: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
