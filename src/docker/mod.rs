@@ -4,10 +4,14 @@
 pub mod cache;
 pub mod connect;
 pub mod events;
+pub mod files;
 pub mod liveness;
 pub mod ops;
+pub mod registry;
 pub mod ssh;
 pub mod tls_probe;
 
 pub use cache::{HostCache, HostPool, Observation};
 pub use connect::{connect, DockerError, HostClient};
+pub use files::ContainerFile;
+pub use registry::{auth_for, RegistryAuth};

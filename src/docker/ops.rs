@@ -15,6 +15,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::connect::{DockerError, HostClient};
+pub use super::files::{put_files, ContainerFile};
+use super::registry::{self, RegistryAuth};
 use crate::plan::labels;
 use crate::plan::{
     ContainerState, DesiredContainer, Health, HostObservation, ObservedContainer, ObservedNetwork, Protocol,
@@ -100,27 +102,37 @@ pub fn health_of(status: &str) -> Option<Health> {
 }
 
 /// Resolves a reference to a pinned `repo@sha256:…` through the host's daemon (which asks the registry),
-/// so every container of this converge uses exactly that image, whatever the tag does later.
-pub async fn resolve_image(client: &HostClient, reference: &str) -> Result<String, DockerError> {
+/// so every container of this converge uses exactly that image, whatever the tag does later. `auth`
+/// goes to the registry with the look-up (see [`super::registry::auth_for`]).
+pub async fn resolve_image(
+    client: &HostClient,
+    reference: &str,
+    auth: Option<&RegistryAuth>,
+) -> Result<String, DockerError> {
     let op = format!("resolve {reference}");
     let image = parse_image(reference).map_err(|e| DockerError::new(&client.name, &op, e))?;
     if image.is_pinned() {
         return Ok(reference.to_string());
     }
-    let inspect = client.call(&op, client.docker.inspect_registry_image(reference, None)).await?;
+    let credentials = auth.map(RegistryAuth::credentials);
+    let inspect = client
+        .call(&op, client.docker.inspect_registry_image(reference, credentials))
+        .await
+        .map_err(|e| registry::explain(e, reference, auth))?;
     let digest =
         inspect.descriptor.digest.ok_or_else(|| DockerError::new(&client.name, &op, "registry gave no digest"))?;
     Ok(format!("{}@{}", image.name(), digest))
 }
 
 /// Pulls an image unless the host already has it; a pinned reference is never tagged on the host.
-pub async fn pull(client: &HostClient, image: &str) -> Result<bool, DockerError> {
+/// `auth` goes to the registry with the pull; a refusal names the registry and the user.
+pub async fn pull(client: &HostClient, image: &str, auth: Option<&RegistryAuth>) -> Result<bool, DockerError> {
     if client.call("inspect image", client.docker.inspect_image(image)).await.is_ok() {
         return Ok(false);
     }
     let op = format!("pull {image}");
     let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
-    let mut stream = client.docker.create_image(Some(options), None, None);
+    let mut stream = client.docker.create_image(Some(options), None, auth.map(RegistryAuth::credentials));
     let pulled = async {
         while let Some(item) = stream.next().await {
             item.map_err(|e| DockerError::from_bollard(&client.name, &op, e))?;
@@ -128,7 +140,7 @@ pub async fn pull(client: &HostClient, image: &str) -> Result<bool, DockerError>
         Ok::<(), DockerError>(())
     };
     match tokio::time::timeout(super::connect::CALL_TIMEOUT * 4, pulled).await {
-        Ok(r) => r.map(|_| true),
+        Ok(r) => r.map(|_| true).map_err(|e| registry::explain(e, image, auth)),
         Err(_) => Err(DockerError::new(&client.name, &op, "pull did not finish in time")),
     }
 }

@@ -25,7 +25,8 @@ impl Run<'_> {
             self.images_ready.lock().insert(key);
             return Ok(false);
         }
-        let pulled = ops::pull(c, image).await?;
+        // No credentials yet: imagePullSecrets will choose them with `docker::auth_for`.
+        let pulled = ops::pull(c, image, None).await?;
         if pinned {
             self.pool.cache(&c.name).add_image(image);
         }

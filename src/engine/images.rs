@@ -53,7 +53,8 @@ pub async fn resolve_images(
         let mut last_error = format!("no reachable host needs {reference}");
         for host in &needing {
             let Some(client) = clients.get(host) else { continue };
-            match ops::resolve_image(client, &reference).await {
+            // No credentials yet: imagePullSecrets will choose them with `docker::auth_for`.
+            match ops::resolve_image(client, &reference, None).await {
                 Ok(p) => return (reference, Ok(p)),
                 Err(e) => last_error = e.to_string(),
             }

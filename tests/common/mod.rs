@@ -8,6 +8,7 @@ pub mod events;
 pub mod operator;
 pub mod outage;
 pub mod ports;
+pub mod private_registry;
 pub mod run;
 pub mod specs;
 pub mod sshd;
