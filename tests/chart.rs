@@ -86,6 +86,40 @@ fn every_flag_the_deployment_passes_exists_and_defaults_match_the_operator() {
     assert!(deployment.contains("mountPath: /tmp") && deployment.contains("emptyDir"), "{deployment}");
 }
 
+/// The etcd client certificates come from a Secret mounted where the flags point, the password from
+/// a Secret key into the environment variable berth reads, never a flag; both are off by default.
+#[test]
+fn the_chart_passes_etcd_tls_files_and_user_as_the_operator_reads_them() {
+    let help = operator_help();
+    let deployment = read("charts/berth/templates/deployment.yaml");
+    let values: Value = serde_yaml_ng::from_str(&read("charts/berth/values.yaml")).unwrap();
+    let (tls, auth) = (&values["etcd"]["tls"], &values["etcd"]["auth"]);
+
+    for (flag, file) in [("etcd-ca", "caFile"), ("etcd-cert", "certFile"), ("etcd-key", "keyFile")] {
+        let arg = format!("- --{flag}={{{{ .mountPath }}}}/");
+        assert!(deployment.contains(&arg), "the deployment does not pass {arg}…\n{deployment}");
+        assert!(deployment.contains(&format!(".{file}")), "{flag} does not use etcd.tls.{file}");
+        assert!(tls[file].is_string(), "values.yaml has no etcd.tls.{file}");
+    }
+    assert!(deployment.contains("- --etcd-user={{ .Values.etcd.auth.user }}"), "{deployment}");
+    assert_eq!(tls["secretName"].as_str(), Some(""), "TLS is off by default");
+    assert_eq!(auth["user"].as_str(), Some(""), "auth is off by default");
+
+    // The Secret is mounted at the path the flags name.
+    assert!(tls["mountPath"].is_string());
+    assert!(deployment.contains("- {name: etcd-tls, mountPath: {{ .Values.etcd.tls.mountPath }}, readOnly: true}"));
+    assert!(deployment.contains("secret: {secretName: {{ .Values.etcd.tls.secretName }}, defaultMode: 0440}"));
+
+    // The password: the variable `--etcd-user` reads, from a Secret key, never on the command line.
+    assert!(help.contains("BERTH_ETCD_PASSWORD"), "`berth operator --help` does not name BERTH_ETCD_PASSWORD:\n{help}");
+    let env = deployment.find("- name: BERTH_ETCD_PASSWORD").expect("the deployment sets BERTH_ETCD_PASSWORD");
+    let from = &deployment[env..];
+    assert!(from.find("secretKeyRef:").is_some_and(|at| at < 120), "BERTH_ETCD_PASSWORD not from a Secret:\n{from}");
+    assert!(from.contains(".passwordSecret.name") && from.contains(".passwordSecret.key"));
+    assert!(auth["passwordSecret"]["name"].is_string() && auth["passwordSecret"]["key"].is_string());
+    assert!(!deployment.contains("password="), "a password on the command line:\n{deployment}");
+}
+
 #[test]
 fn the_image_runs_as_the_chart_runs_it() {
     let tb = Testbed::get();

@@ -28,6 +28,19 @@ pub struct GlobalArgs {
         value_delimiter = ','
     )]
     pub etcd: Vec<String>,
+    /// CA certificate (PEM) that signed etcd's server certificate; the system's CAs when absent.
+    #[arg(long, global = true, env = "BERTH_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for an etcd started with --client-cert-auth; needs --etcd-key.
+    #[arg(long, global = true, env = "BERTH_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Key (PEM) of the client certificate --etcd-cert.
+    #[arg(long, global = true, env = "BERTH_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user, for an etcd with auth enabled; its password is read from the environment variable
+    /// BERTH_ETCD_PASSWORD (never a flag: it would show in `ps`).
+    #[arg(long, global = true, env = "BERTH_ETCD_USER", value_name = "USER")]
+    pub etcd_user: Option<String>,
     /// Root of berth's keys in etcd.
     #[arg(long, global = true, env = "BERTH_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,

@@ -5,6 +5,7 @@ mod apply;
 mod args;
 mod commands;
 mod diff;
+mod etcd_config;
 mod logging;
 mod output;
 
@@ -63,6 +64,7 @@ impl From<StoreError> for Failure {
             StoreError::NotFound(_) => ExitCode::NotFound,
             // Unreachable, failed or refused (a conflict, a host still in use, an app being deleted).
             StoreError::Unreachable { .. }
+            | StoreError::Refused { .. }
             | StoreError::Etcd(_)
             | StoreError::Corrupt { .. }
             | StoreError::NotLeader
@@ -214,9 +216,11 @@ async fn wait_for_signal() {
     }
 }
 
-/// Connects with the global flags; the error already names the endpoints.
+/// Connects with the global flags (TLS files and user checked first: exit 1); the error already
+/// names the endpoints.
 pub async fn connect(global: &GlobalArgs) -> Result<Store, Failure> {
-    Ok(Store::connect(&global.etcd, &global.prefix).await?)
+    let config = global.etcd_config().map_err(|e| Failure::new(ExitCode::InvalidInput, e))?;
+    Ok(Store::connect_with(config).await?)
 }
 
 /// The resources of a listing, after one warning per key it skipped: a value written around berth

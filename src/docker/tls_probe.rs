@@ -23,7 +23,13 @@ const STEP: Duration = Duration::from_secs(3);
 /// The server's own reason for refusing a TLS session with these files at `addr` (`host:port`), or
 /// `None` when the probe learns nothing (the session stays open, or the files do not load).
 pub async fn refusal(addr: &str, ca: &Path, cert: &Path, key: &Path) -> Option<String> {
-    let config = client_config(ca, cert, key).ok()?;
+    refusal_of(addr, ca, Some((cert, key))).await
+}
+
+/// [`refusal`] with or without a client certificate (`(cert, key)`): a server that requires one
+/// refuses a session without it just as late (etcd's `--client-cert-auth`, store/refusal.rs).
+pub async fn refusal_of(addr: &str, ca: &Path, client: Option<(&Path, &Path)>) -> Option<String> {
+    let config = client_config(ca, client).ok()?;
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
     let server = ServerName::try_from(host.to_string()).ok()?;
     let tcp = tokio::time::timeout(STEP, TcpStream::connect(addr)).await.ok()?.ok()?;
@@ -39,16 +45,17 @@ pub async fn refusal(addr: &str, ca: &Path, cert: &Path, key: &Path) -> Option<S
     }
 }
 
-fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, Box<dyn std::error::Error>> {
+fn client_config(ca: &Path, client: Option<(&Path, &Path)>) -> Result<ClientConfig, Box<dyn std::error::Error>> {
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca)? {
         roots.add(c?)?;
     }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let Some((cert, key)) = client else { return Ok(builder.with_no_client_auth()) };
     let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key)?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?)
+    Ok(builder.with_client_auth_cert(chain, key)?)
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("etcd unreachable at {endpoints}: {reason}")]
     Unreachable { endpoints: String, reason: String },
+    /// etcd answered but turned down berth's certificate, user or password: a retry will not help.
+    #[error("etcd at {endpoint}: {reason}")]
+    Refused { endpoint: String, reason: String },
     #[error("etcd request failed: {}", one_line(.0))]
     Etcd(#[from] etcd_client::Error),
     #[error("{0} not found")]

@@ -9,11 +9,13 @@
 mod apply;
 mod applyset;
 mod client;
+mod config;
 mod error;
 pub mod keys;
 mod lease;
 mod listing;
 mod lock;
+mod refusal;
 mod watch;
 
 use etcd_client::{Client, Compare, CompareOp, TxnOp};
@@ -22,6 +24,7 @@ use serde::Serialize;
 
 pub use apply::MAX_BATCH_WRITES;
 pub use applyset::{Pruned, SetWrite};
+pub use config::{ClientCert, Credentials, EtcdConfig, TlsFiles};
 pub use error::StoreError;
 pub use keys::{KeyKind, Keys, DEFAULT_PREFIX};
 pub use lease::{Lease, LeaseGuard};

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod containers;
+pub mod etcd;
 pub mod events;
 pub mod operator;
 pub mod outage;
