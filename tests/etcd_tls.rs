@@ -10,7 +10,7 @@
 mod common;
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use common::etcd::PrivateEtcd;
@@ -43,7 +43,7 @@ impl Access {
     }
 }
 
-fn path(p: &PathBuf) -> &str {
+fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
