@@ -92,6 +92,7 @@ fn load(files: &[PathBuf]) -> Result<(Vec<Host>, Vec<App>), Error> {
         match l.resource {
             Resource::Host(h) => hosts.push(h),
             Resource::App(a) => apps.push(a),
+            Resource::Secret(_) => return Err("the benchmarks take no Secrets".into()),
         }
     }
     Ok((hosts, apps))

@@ -80,6 +80,7 @@ async fn run() -> Result<(), Error> {
         match l.resource {
             Resource::Host(h) => hosts.push(h),
             Resource::App(a) => apps.push(a),
+            Resource::Secret(_) => return Err("the floor takes no Secrets".into()),
         }
     }
     let [app] = <[App; 1]>::try_from(apps).map_err(|_| "give exactly one App")?;

@@ -9,5 +9,6 @@ pub mod docker;
 pub mod engine;
 pub mod metrics;
 pub mod plan;
+pub mod sealing;
 pub mod spec;
 pub mod store;

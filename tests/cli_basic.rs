@@ -121,7 +121,7 @@ fn example_lines(outcome: &str) -> String {
 fn example_shop() -> App {
     match berth::spec::load_paths(&[examples().join("shop.yaml")]).expect("valid").remove(0).resource {
         Resource::App(a) => a,
-        Resource::Host(_) => panic!("examples/shop.yaml starts with a Host"),
+        _ => panic!("examples/shop.yaml does not start with an App"),
     }
 }
 

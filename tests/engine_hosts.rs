@@ -197,7 +197,7 @@ fn a_mutual_tls_host_converges_and_bad_credentials_are_refused_naming_the_host()
             h.spec.tls = None;
             h.spec.insecure = false;
         }
-        berth::engine::converge(&store, &berth::docker::HostPool::new(), &stored, &hosts).await.unwrap()
+        berth::engine::converge(&store, &berth::docker::HostPool::new(), &stored, &hosts, None).await.unwrap()
     });
     assert_eq!(outcome.status.phase, berth::engine::Phase::Degraded);
     assert!(outcome.actions.is_empty(), "{:?}", outcome.actions);

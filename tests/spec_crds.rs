@@ -42,6 +42,11 @@ fn host_crd_is_up_to_date() {
 }
 
 #[test]
+fn secret_crd_is_up_to_date() {
+    check_or_update(Kind::Secret);
+}
+
+#[test]
 fn crd_yaml_round_trips_to_the_crd_value() {
     for kind in Kind::ALL {
         let parsed: Value = serde_yaml_ng::from_str(&crd_yaml(kind)).unwrap();

@@ -17,6 +17,7 @@ fn split(resources: Vec<Resource>) -> (Vec<App>, Vec<Host>) {
         match r {
             Resource::App(a) => apps.push(a),
             Resource::Host(h) => hosts.push(h),
+            Resource::Secret(s) => panic!("no Secret expected here: {}", s.metadata.name),
         }
     }
     (apps, hosts)

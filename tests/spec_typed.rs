@@ -21,7 +21,7 @@ fn example_app() -> App {
         .into_iter()
         .find_map(|l| match l.resource {
             Resource::App(a) => Some(a),
-            Resource::Host(_) => None,
+            _ => None,
         })
         .expect("an App among the examples")
 }

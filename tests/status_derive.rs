@@ -37,6 +37,7 @@ fn report<'a>(w: &'a World, host_errors: &'a BTreeMap<String, String>, blocked: 
         blocked,
         interrupted: false,
         fatal: None,
+        unavailable: None,
         previous_hosts: None,
         previous: None,
     }

@@ -22,7 +22,8 @@ pub async fn apply(global: &GlobalArgs, a: ApplyArgs) -> Result<(), Failure> {
     }
     let loaded = spec::load_paths(&a.files)?;
     let store = connect(global).await?;
-    let resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
+    let mut resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
+    seal_secrets(&store, &mut resources).await?;
     let ordered: Vec<Resource> = hosts_first(&resources).into_iter().cloned().collect();
     store
         .with_apply_lock(|| async {
@@ -86,14 +87,31 @@ async fn check_hosts_unused(store: &Store, batch: &[Resource], prune: &[Resource
         .iter()
         .filter_map(|r| match r {
             ResourceRef::Host { name } => Some(name.as_str()),
-            ResourceRef::App { .. } => None,
+            _ => None,
         })
         .collect();
-    if hosts.is_empty() {
+    let secrets: Vec<(&str, &str)> = prune
+        .iter()
+        .filter_map(|r| match r {
+            ResourceRef::Secret { namespace, name } => Some((namespace.as_str(), name.as_str())),
+            _ => None,
+        })
+        .collect();
+    if hosts.is_empty() && secrets.is_empty() {
         return Ok(());
     }
     let staying = apps_after(readable(store.list_apps(None).await?), batch, prune);
     let mut refusals = Vec::new();
+    for (ns, secret) in secrets {
+        let users: Vec<String> = staying
+            .iter()
+            .filter(|a| a.namespace() == ns && spec::secrets_used(a).contains(secret))
+            .map(|a| format!("app/{} -n {}", a.metadata.name, a.namespace()))
+            .collect();
+        if !users.is_empty() {
+            refusals.push(format!("secret/{secret} -n {ns} left the set but is still used by {}", users.join(", ")));
+        }
+    }
     for host in hosts {
         let users: Vec<String> = staying
             .iter()
@@ -130,11 +148,37 @@ fn apps_after(stored: Vec<App>, batch: &[Resource], prune: &[ResourceRef]) -> Ve
     apps
 }
 
-/// Hosts are written before Apps so an App never lands before the Hosts it names.
+/// Hosts and Secrets are written before Apps, so an App never lands before what it names.
 fn hosts_first(resources: &[Resource]) -> Vec<&Resource> {
-    let hosts = resources.iter().filter(|r| matches!(r, Resource::Host(_)));
+    let first = resources.iter().filter(|r| !matches!(r, Resource::App(_)));
     let apps = resources.iter().filter(|r| matches!(r, Resource::App(_)));
-    hosts.chain(apps).collect()
+    first.chain(apps).collect()
+}
+
+/// Seals every Secret's `stringData` to the operator's published recipients, so etcd never holds
+/// a plain value; with none published the apply is refused (nothing written).
+async fn seal_secrets(store: &Store, resources: &mut [Resource]) -> Result<(), Failure> {
+    if !resources.iter().any(|r| matches!(r, Resource::Secret(s) if !s.string_data.is_empty())) {
+        return Ok(());
+    }
+    let recipients = store.get_recipients().await?;
+    if recipients.is_empty() {
+        return Err(Failure::new(
+            ExitCode::InvalidInput,
+            "no sealing recipient is published: start `berth operator --sealing-key FILE` once, or commit the output of `berth seal --recipient age1…` instead of stringData",
+        ));
+    }
+    for r in resources.iter_mut() {
+        if let Resource::Secret(s) = r {
+            for (key, value) in std::mem::take(&mut s.string_data) {
+                let sealed = crate::sealing::seal(&recipients, value.0.as_bytes()).map_err(|e| {
+                    Failure::new(ExitCode::InvalidInput, format!("secret/{}: {key}: {e}", s.metadata.name))
+                })?;
+                s.sealed_data.insert(key, sealed);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Cross-resource checks (host names defined, host ports free) against the store plus this batch,
@@ -153,6 +197,7 @@ async fn check_against_store(store: &Store, batch: &[Resource], pruned: &[Resour
                 others.retain(|x| !(x.metadata.name == a.metadata.name && x.namespace() == a.namespace()));
                 others.push(a.clone());
             }
+            Resource::Secret(_) => {}
         }
     }
     let mut errors = Vec::new();

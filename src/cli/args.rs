@@ -134,12 +134,31 @@ pub enum Command {
         /// a Docker call under way finishes) before the lease is released anyway.
         #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
         shutdown_grace: std::time::Duration,
+        /// age identity file that opens Secrets (one AGE-SECRET-KEY-1… a line; the first is current,
+        /// the others still open older seals); its recipients are published for `berth apply`/`seal`.
+        #[arg(long, env = "BERTH_SEALING_KEY_FILE", value_name = "FILE")]
+        sealing_key: Option<PathBuf>,
     },
     /// Rollouts of an App: `berth rollout retry` attempts a generation whose rollout was rolled back
     /// once more (berth never retries one on its own; a new spec is a new attempt too).
     Rollout {
         #[command(subcommand)]
         what: RolloutWhat,
+    },
+    /// Write a new age identity (the operator's sealing key) to a file (mode 0600); print its recipient.
+    Keygen {
+        /// Where to write the identity; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the Secrets of the files with their stringData sealed (sealedData only): safe to commit.
+    Seal {
+        /// Spec files or folders holding Secrets.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Seal to this age recipient (age1…; repeatable) instead of the ones the operator published.
+        #[arg(long)]
+        recipient: Vec<String>,
     },
     /// Resolve an App's image tags again: a tag that moved in the registry rolls out (rolling, as any
     /// replace); an unmoved one changes nothing. Pins otherwise last while the spec's reference does.
@@ -198,6 +217,9 @@ pub enum GetKind {
     /// Apply sets, with how many Apps and Hosts each holds and when it was last applied.
     #[value(alias = "applyset")]
     Applysets,
+    /// Secrets: names, types, keys and generations — never a value.
+    #[value(alias = "secret")]
+    Secrets,
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,6 +236,14 @@ pub enum DeleteWhat {
     Host {
         /// The Host's name.
         name: String,
+    },
+    /// Delete a Secret; refused while an App of its namespace uses it (the message names the App).
+    Secret {
+        /// The Secret's name.
+        name: String,
+        /// Its namespace.
+        #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+        namespace: String,
     },
 }
 

@@ -34,6 +34,7 @@ pub async fn plan(
                     hosts.push(h);
                 }
                 Resource::App(a) => apps.push(a),
+                Resource::Secret(_) => {}
             }
         }
         if let Some(n) = &name {
@@ -53,10 +54,15 @@ pub async fn plan(
         Some(p) => Some(p),
         None => store.get_status::<AppStatus>(ns, name).await.unwrap_or(None).as_ref().map(Pins::from_status),
     };
-    let images = engine::resolve_images(&app, &hosts, pins.as_ref(), &observation.clients)
+    // Registry credentials are the operator's to open: a private image is resolved as the hosts can.
+    let images = engine::resolve_images(&app, &hosts, pins.as_ref(), &observation.clients, &[])
         .await
         .map_err(|e| Failure::new(ExitCode::NotReady, e))?;
-    let plan = plan::plan(&app, &hosts, &images, &observation.hosts)
+    // Secret values stay sealed: the plan needs only their revisions (what the config hash covers).
+    let secrets = engine::secrets::revisions(&store, &app).await?;
+    let desired = plan::desired_state_with(&app, &hosts, &images, &secrets)
+        .map_err(|e| Failure::new(ExitCode::InvalidInput, e.to_string()))?;
+    let plan = plan::plan_desired(&app, &hosts, &desired, &observation.hosts)
         .map_err(|e| Failure::new(ExitCode::InvalidInput, e.to_string()))?;
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan).expect("plans serialize")),
@@ -81,7 +87,8 @@ pub async fn converge(global: &GlobalArgs, name: &str, namespace: &str) -> Resul
     let app = load_app(&store, name, namespace).await?;
     let hosts = readable(store.list_hosts().await?);
     let pool = HostPool::new();
-    let outcome = engine::converge(&store, &pool, &app, &hosts).await?;
+    let keyring = load_keyring(std::env::var_os("BERTH_SEALING_KEY_FILE").map(std::path::PathBuf::from).as_deref())?;
+    let outcome = engine::converge(&store, &pool, &app, &hosts, keyring.as_ref()).await?;
     let finished = finalizer::finish(&store, &app, &outcome).await?;
     let counts: Vec<String> = outcome.actions.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let did = if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") };
@@ -265,4 +272,15 @@ fn progress_line(name: &str, namespace: &str, s: &AppStatus, generation: i64) ->
         line.push_str(&s.message);
     }
     line
+}
+
+/// The operator's identities from `--sealing-key` / `BERTH_SEALING_KEY_FILE`; none when not given.
+pub fn load_keyring(path: Option<&std::path::Path>) -> Result<Option<crate::sealing::Keyring>, Failure> {
+    let Some(path) = path else { return Ok(None) };
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(ExitCode::InvalidInput, format!("--sealing-key {shown}: cannot read: {e}")))?;
+    crate::sealing::Keyring::load(&text)
+        .map(Some)
+        .map_err(|e| Failure::new(ExitCode::InvalidInput, format!("--sealing-key {shown}: {e}")))
 }

@@ -17,12 +17,21 @@ pub async fn diff(global: &GlobalArgs, d: DiffArgs) -> Result<(), Failure> {
     let resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
     let mut differs = false;
     for r in &resources {
+        if let Resource::Secret(file) = r {
+            let stored = store.get_secret(file.namespace(), &file.metadata.name).await?.map(|v| v.value);
+            if let Some(line) = secret_changes(file, stored.as_ref()) {
+                differs = true;
+                println!("{line}");
+            }
+            continue;
+        }
         let (stored, deleting) = match r {
             Resource::App(a) => match store.get_app(a.namespace(), &a.metadata.name).await? {
                 Some(s) => (Some(Resource::App(s.value.clone())), s.value.metadata.deletion_timestamp.is_some()),
                 None => (None, false),
             },
             Resource::Host(h) => (store.get_host(&h.metadata.name).await?.map(|s| Resource::Host(s.value)), false),
+            Resource::Secret(_) => unreachable!("Secrets are compared above"),
         };
         let file = comparable(r, None);
         let name = r.display_name();
@@ -75,10 +84,12 @@ fn comparable(r: &Resource, file: Option<&Resource>) -> String {
     let (meta, spec) = match r {
         Resource::App(a) => (&a.metadata, serde_json::to_value(&a.spec)),
         Resource::Host(h) => (&h.metadata, serde_json::to_value(&h.spec)),
+        Resource::Secret(s) => (&s.metadata, serde_json::to_value(s.keys().collect::<Vec<_>>())),
     };
     let file_meta = file.map(|f| match f {
         Resource::App(a) => &a.metadata,
         Resource::Host(h) => &h.metadata,
+        Resource::Secret(s) => &s.metadata,
     });
     let annotations: Map<String, Value> = meta
         .annotations
@@ -101,6 +112,38 @@ fn comparable(r: &Resource, file: Option<&Resource>) -> String {
     }
     doc.insert("spec".into(), spec.expect("specs serialize"));
     serde_yaml_ng::to_string(&sorted(Value::Object(doc))).expect("values serialize")
+}
+
+/// A Secret's keys as `(new)`, `(changed)`, `(unchanged)` or `(removed)` — never a value. A key given
+/// as stringData is sealed anew by every apply, so it always counts as changed; a sealed value is
+/// unchanged when it is the very same ciphertext. `None` when nothing differs.
+fn secret_changes(file: &crate::spec::Secret, stored: Option<&crate::spec::Secret>) -> Option<String> {
+    let name = format!("secret/{} -n {}", file.metadata.name, file.namespace());
+    let Some(stored) = stored else {
+        let keys: Vec<String> = file.keys().map(|k| format!("{k} (new)")).collect();
+        return Some(format!("{name} (not stored): {}", keys.join(", ")));
+    };
+    let mut parts = Vec::new();
+    let mut changed = stored.secret_type != file.secret_type;
+    for k in file.keys() {
+        let same = !file.string_data.contains_key(k) && stored.sealed_data.get(k) == file.sealed_data.get(k);
+        changed |= !same;
+        parts.push(format!(
+            "{k} ({})",
+            if !stored.sealed_data.contains_key(k) {
+                "new"
+            } else if same {
+                "unchanged"
+            } else {
+                "changed"
+            }
+        ));
+    }
+    for k in stored.keys().filter(|k| !file.keys().any(|f| f == *k)) {
+        changed = true;
+        parts.push(format!("{k} (removed)"));
+    }
+    changed.then(|| format!("{name}: {}", parts.join(", ")))
 }
 
 /// The same value with every map's keys in order, so the diff shows changes, not reorderings.

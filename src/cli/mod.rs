@@ -8,6 +8,7 @@ mod diff;
 mod etcd_config;
 mod logging;
 mod output;
+mod secrets;
 
 use clap::Parser;
 
@@ -71,7 +72,9 @@ impl From<StoreError> for Failure {
             | StoreError::BeingDeleted { .. }
             | StoreError::Contended { .. }
             | StoreError::LockBusy { .. }
-            | StoreError::HostInUse { .. } => ExitCode::Store,
+            | StoreError::HostInUse { .. }
+            | StoreError::SecretInUse { .. }
+            | StoreError::Plaintext { .. } => ExitCode::Store,
         };
         Failure::new(code, e.to_string())
     }
@@ -123,6 +126,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Apply(a) => apply::apply(&cli.global, a).await,
+        Command::Keygen { out } => secrets::keygen(&out),
+        Command::Seal { files, recipient } => secrets::seal_files(&cli.global, &files, recipient).await,
         Command::Diff(d) => diff::diff(&cli.global, d).await,
         Command::Get { kind, namespace, output } => {
             let store = connect(&cli.global).await?;
@@ -130,6 +135,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 GetKind::Apps => output::apps(&readable(store.list_apps(namespace.as_deref()).await?), output),
                 GetKind::Hosts => output::hosts(&readable(store.list_hosts().await?), output),
                 GetKind::Applysets => output::applysets(&store.list_applysets().await?, output),
+                GetKind::Secrets => return secrets::get(&cli.global, namespace.as_deref(), output).await,
             };
             print!("{text}");
             Ok(())
@@ -163,8 +169,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity, shutdown_grace } => {
+        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity, shutdown_grace, sealing_key } => {
             let identity = identity.unwrap_or_else(default_identity);
+            let keyring = commands::load_keyring(sealing_key.as_deref())?.map(std::sync::Arc::new);
             let cfg = crate::controller::operator::OperatorConfig {
                 concurrency,
                 resync,
@@ -172,6 +179,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 metrics_addr,
                 identity,
                 shutdown_grace,
+                keyring,
             };
             let store = connect(&cli.global).await?;
             let (tx, rx) = tokio::sync::watch::channel(false);
@@ -194,6 +202,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     let skipped = store.with_apply_lock(|| store.delete_host(&name)).await?;
                     warn_unreadable(&skipped);
                     println!("host/{name} deleted");
+                }
+                DeleteWhat::Secret { name, namespace } => {
+                    store.with_apply_lock(|| store.delete_secret(&namespace, &name)).await?;
+                    println!("secret/{name} -n {namespace} deleted");
                 }
             }
             Ok(())

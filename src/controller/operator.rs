@@ -24,6 +24,7 @@ use crate::docker::HostPool;
 use crate::engine::{self, Phase, Reason};
 use crate::metrics::FailReason;
 use crate::metrics::{self, server::Readiness};
+use crate::sealing::Keyring;
 use crate::spec;
 use crate::store::Store;
 
@@ -37,6 +38,8 @@ pub struct OperatorConfig {
     pub identity: String,
     /// How long in-flight work may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Opens the Secrets Apps use; its recipients are published for sealing.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// Feeds the queue's counters into the `berth_workqueue_*` metrics.
@@ -57,6 +60,7 @@ impl QueueObserver for QueueMetrics {
 /// Everything the operator's tasks share.
 struct Shared {
     store: Store,
+    keyring: Option<Arc<Keyring>>,
     reflector: Arc<Reflector>,
     queue: WorkQueue<AppKey>,
     pool: HostPool,
@@ -94,7 +98,14 @@ impl Readiness for Shared {
 /// Runs the operator until `shutdown` turns true; then drains in-flight work, releases the lease and returns.
 pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let (leader_tx, leadership) = watch::channel(None);
+    if let Some(k) = &cfg.keyring {
+        // Anyone may seal to these; only this operator's identity opens what is sealed.
+        if let Err(e) = store.put_recipients(&k.recipients()).await {
+            warn!(error = %e, "cannot publish the sealing recipients; `berth apply` of stringData will wait for them");
+        }
+    }
     let shared = Arc::new(Shared {
+        keyring: cfg.keyring.clone(),
         store: store.clone(),
         reflector: Arc::new(Reflector::default()),
         queue: WorkQueue::new(retry_backoff(), Box::new(QueueMetrics)),
@@ -287,7 +298,8 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
     let started = Instant::now();
     let gate = leader::LeaseGate { leadership: shared.leadership.clone(), lease, stop: shared.stop.clone() };
     let result = async {
-        let outcome = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate).await?;
+        let keyring = shared.keyring.as_deref();
+        let outcome = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate, keyring).await?;
         let finished = finalizer::finish(&store, &app, &outcome).await?;
         Ok::<_, crate::store::StoreError>((outcome, finished))
     }

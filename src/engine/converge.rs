@@ -11,11 +11,13 @@ use super::execute::Run;
 use super::images::{resolve_images, Pins};
 use super::progress::{self, Progress};
 use super::rollout::{self, LastReady};
+use super::secrets;
 use super::status::{self, AppStatus, ContainerPhase, ConvergeReport, Phase, RolloutFailure};
 use super::timings::Timings;
 use super::{AlwaysOpen, Gate, Outcome};
 use crate::docker::{HostPool, Observation};
 use crate::plan::{self, labels, DesiredState, Plan};
+use crate::sealing::Keyring;
 use crate::spec::{App, Host};
 use crate::store::{now_rfc3339, Store, StoreError, Versioned};
 
@@ -25,17 +27,20 @@ pub async fn converge(
     pool: &HostPool,
     app: &Versioned<App>,
     hosts: &[Host],
+    keyring: Option<&Keyring>,
 ) -> Result<Outcome, StoreError> {
-    converge_gated(store, pool, app, hosts, &AlwaysOpen).await
+    converge_gated(store, pool, app, hosts, &AlwaysOpen, keyring).await
 }
 
-/// [`converge`], starting each Docker action only while `gate` is open.
+/// [`converge`], starting each Docker action only while `gate` is open. `keyring` opens the
+/// App's Secrets (none: an App that uses one is Blocked, `SecretUnavailable`).
 pub async fn converge_gated(
     store: &Store,
     pool: &HostPool,
     app: &Versioned<App>,
     hosts: &[Host],
     gate: &dyn Gate,
+    keyring: Option<&Keyring>,
 ) -> Result<Outcome, StoreError> {
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace(), spec_app.metadata.name.as_str());
@@ -58,14 +63,20 @@ pub async fn converge_gated(
         let seen = |h: &&crate::engine::HostStatus| h.containers.iter().any(|c| c.state != ContainerPhase::Missing);
         p.hosts.iter().filter(|(_, h)| seen(h)).map(|(n, _)| n.clone()).collect()
     });
-    let pins = match &last_ready {
-        Some(lr) => Ok(lr.images.clone()),
-        None => pin(store, &effective, hosts, previous.as_ref(), &observation).await?,
+    // Secrets first: without them nothing of the App can be planned (nor its images pulled).
+    let (opened, unavailable) = match secrets::open(store, &effective, keyring).await? {
+        Ok(opened) => (opened, None),
+        Err(why) => (secrets::Opened::default(), Some(why)),
+    };
+    let pins = match (&unavailable, &last_ready) {
+        (Some(why), _) => Err(why.clone()),
+        (None, Some(lr)) => Ok(lr.images.clone()),
+        (None, None) => pin(store, &effective, hosts, previous.as_ref(), &observation, &opened.registries).await?,
     };
     timings.mark("resolve");
     let (pins, prepared) = match pins {
         Ok(pins) => {
-            let prepared = prepare(&effective, hosts, &pins, &observation);
+            let prepared = prepare(&effective, hosts, &pins, &opened.values, &observation);
             (pins, prepared)
         }
         Err(e) => (BTreeMap::new(), Err(e)),
@@ -77,6 +88,7 @@ pub async fn converge_gated(
     timings.mark("plan");
     let progress = Progress::default();
     let mut run = Run::new(&effective, &observation, pool, &progress, gate, &desired);
+    run.registries = &opened.registries;
     if let Some(mut p) = plan {
         if failure.is_some() && last_ready.is_none() {
             rollout::hold_replaces(&mut p, &observation.hosts);
@@ -119,7 +131,8 @@ pub async fn converge_gated(
         host_errors: &run.host_errors,
         blocked: &run.blocked,
         interrupted: run.interrupted,
-        fatal: fatal.as_deref(),
+        fatal: if unavailable.is_some() { None } else { fatal.as_deref() },
+        unavailable: unavailable.as_deref(),
         previous_hosts: previous_hosts.as_ref(),
         previous: previous.as_ref(),
     };
@@ -179,6 +192,7 @@ async fn pin(
     hosts: &[Host],
     previous: Option<&AppStatus>,
     observation: &Observation,
+    registries: &[crate::docker::RegistryAuth],
 ) -> Result<Result<BTreeMap<String, String>, String>, StoreError> {
     let (ns, name) = (app.namespace(), app.metadata.name.as_str());
     if app.metadata.deletion_timestamp.is_some() {
@@ -193,7 +207,7 @@ async fn pin(
         }
         Err(e) => return Err(e),
     };
-    let images = match resolve_images(app, hosts, recorded.as_ref(), &observation.clients).await {
+    let images = match resolve_images(app, hosts, recorded.as_ref(), &observation.clients, registries).await {
         Ok(images) => images,
         Err(e) => return Ok(Err(e)),
     };
@@ -209,9 +223,10 @@ fn prepare(
     app: &App,
     hosts: &[Host],
     pins: &BTreeMap<String, String>,
+    secrets: &crate::plan::SecretValues,
     observation: &Observation,
 ) -> Result<(DesiredState, Plan), String> {
-    let desired = plan::desired_state(app, hosts, pins).map_err(|e| format!("cannot plan: {e}"))?;
+    let desired = plan::desired_state_with(app, hosts, pins, secrets).map_err(|e| format!("cannot plan: {e}"))?;
     let plan = plan::plan_desired(app, hosts, &desired, &observation.hosts).map_err(|e| format!("cannot plan: {e}"))?;
     Ok((desired, plan))
 }

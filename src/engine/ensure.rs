@@ -4,7 +4,7 @@
 use tracing::warn;
 
 use super::execute::Run;
-use crate::docker::{ops, DockerError, HostClient};
+use crate::docker::{files, ops, ContainerFile, DockerError, HostClient};
 use crate::plan::{labels, DesiredContainer};
 
 impl Run<'_> {
@@ -25,8 +25,7 @@ impl Run<'_> {
             self.images_ready.lock().insert(key);
             return Ok(false);
         }
-        // No credentials yet: imagePullSecrets will choose them with `docker::auth_for`.
-        let pulled = ops::pull(c, image, None).await?;
+        let pulled = ops::pull(c, image, crate::docker::auth_for(image, self.registries)).await?;
         if pinned {
             self.pool.cache(&c.name).add_image(image);
         }
@@ -41,7 +40,7 @@ impl Run<'_> {
         c: &HostClient,
         container: &DesiredContainer,
     ) -> (Result<String, DockerError>, bool) {
-        match ops::create(c, container).await {
+        let (created, pulled) = match ops::create(c, container).await {
             Err(e) if e.status == Some(404) && e.message.contains("image") => {
                 warn!(host = %c.name, image = %container.image, "image gone from the host: pulling it again");
                 self.forget_image(c, &container.image);
@@ -51,7 +50,25 @@ impl Run<'_> {
                 }
             }
             r => (r, false),
+        };
+        let Ok(id) = created else { return (created, pulled) };
+        // Files go in before the first start, straight into the container: never on the host's disk.
+        if !container.files.is_empty() {
+            let files: Vec<ContainerFile> = container
+                .files
+                .iter()
+                .map(|f| ContainerFile {
+                    path: f.path.clone(),
+                    contents: f.contents.0.as_bytes().to_vec(),
+                    mode: f.mode,
+                })
+                .collect();
+            if let Err(e) = files::put_files(c, &id, &files).await {
+                let _ = ops::remove(c, &id, &container.name).await;
+                return (Err(e), pulled);
+            }
         }
+        (Ok(id), pulled)
     }
 
     /// Drops an image from what this converge believes a host holds, so the next use looks again.

@@ -52,6 +52,8 @@ pub(super) struct Run<'a> {
     /// Health waits that gave up in this converge, by (host, container): a gate on the same
     /// container fails at once instead of waiting a second health timeout.
     pub(super) failed_waits: parking_lot::Mutex<BTreeMap<(String, String), String>>,
+    /// Registry credentials from the App's imagePullSecrets, chosen per image by its registry.
+    pub(super) registries: &'a [crate::docker::RegistryAuth],
 }
 
 /// One replace that was rolled back: the new container never turned healthy.
@@ -94,6 +96,7 @@ impl<'a> Run<'a> {
             interrupted: false,
             progress,
             failed_waits: parking_lot::Mutex::new(BTreeMap::new()),
+            registries: &[],
         }
     }
 

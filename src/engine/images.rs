@@ -37,6 +37,7 @@ pub async fn resolve_images(
     hosts: &[Host],
     previous: Option<&Pins>,
     clients: &BTreeMap<String, HostClient>,
+    registries: &[crate::docker::RegistryAuth],
 ) -> Result<BTreeMap<String, String>, String> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (host, refs) in plan::images_needed(app, hosts) {
@@ -53,8 +54,8 @@ pub async fn resolve_images(
         let mut last_error = format!("no reachable host needs {reference}");
         for host in &needing {
             let Some(client) = clients.get(host) else { continue };
-            // No credentials yet: imagePullSecrets will choose them with `docker::auth_for`.
-            match ops::resolve_image(client, &reference, None).await {
+            // The App's imagePullSecrets whose server is this image's registry, if any.
+            match ops::resolve_image(client, &reference, crate::docker::auth_for(&reference, registries)).await {
                 Ok(p) => return (reference, Ok(p)),
                 Err(e) => last_error = e.to_string(),
             }

@@ -15,6 +15,7 @@ mod health;
 pub mod images;
 pub mod progress;
 pub mod rollout;
+pub mod secrets;
 pub mod status;
 mod timings;
 

@@ -47,6 +47,8 @@ pub enum Reason {
     RolloutFailed,
     /// Blocked: an accessory never turned healthy.
     AccessoryNotReady,
+    /// Blocked: a Secret (or key) the App uses is missing or cannot be opened.
+    SecretUnavailable,
 }
 
 impl std::fmt::Display for Reason {
@@ -251,6 +253,8 @@ pub struct ConvergeReport<'a> {
     pub interrupted: bool,
     /// Why nothing could be planned at all (an image that does not resolve, a plan error).
     pub fatal: Option<&'a str>,
+    /// A Secret the App uses is missing or cannot be opened: Blocked, nothing of it ran.
+    pub unavailable: Option<&'a str>,
     /// Hosts where the last status saw containers of this app; `None` when there is no last status.
     pub previous_hosts: Option<&'a BTreeSet<String>>,
     /// The last status: its Ready condition's transition time is kept while the condition holds.
@@ -348,7 +352,9 @@ pub fn derive<O: Borrow<HostObservation>>(
             }
         }
     }
-    let (phase, reason, message) = if !report.blocked.is_empty() {
+    let (phase, reason, message) = if let Some(why) = report.unavailable {
+        (Phase::Blocked, Reason::SecretUnavailable, why.to_string())
+    } else if !report.blocked.is_empty() {
         (Phase::Blocked, Reason::AccessoryNotReady, report.blocked.join("; "))
     } else if report.interrupted {
         let why = "converge interrupted: the operator is stopping or no longer leads; the next leader carries on";

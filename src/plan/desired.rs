@@ -7,14 +7,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::spec::{
-    Accessory, App, Command, FieldError, Host, ParsedAccessory, ParsedHealthcheck, ParsedRole, ParsedWorkload, Role,
-    RoleLimits, RolloutPolicy,
+    Accessory, App, Command, EnvValue, FieldError, FileSource, Host, ParsedAccessory, ParsedHealthcheck, ParsedRole,
+    ParsedWorkload, Role, RoleLimits, RolloutPolicy, SecretKeyRef, SecretValue,
 };
 
 use super::labels::{self, Component};
 use super::types::{
-    restart_text, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping, SecretEnv,
-    VolumeMount,
+    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping,
+    ResolvedSecret, SecretEnv, SecretValues, VolumeMount,
 };
 
 /// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
@@ -42,6 +42,10 @@ struct Canonical<'a> {
     nano_cpus: Option<i64>,
     network: &'a str,
     alias: &'a str,
+    /// `(path, mode, source)`: inline contents by their sha256, a Secret's by name, key and
+    /// revision — never a value. Absent when there are no files, so older hashes stay as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<(String, u32, String)>,
 }
 
 fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
@@ -61,7 +65,8 @@ struct Source<'a> {
     image: &'a str,
     hosts: &'a [String],
     cmd: Option<&'a Command>,
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, EnvValue>,
+    files: &'a BTreeMap<String, FileSource>,
     labels: &'a BTreeMap<String, String>,
     /// Where the typed runtime fields come from; read when the template is built, after its image.
     spec: ComponentSpec<'a>,
@@ -134,6 +139,7 @@ pub(crate) fn desired_state(
     app: &App,
     hosts: &[Host],
     images: &BTreeMap<String, String>,
+    secrets: &SecretValues,
 ) -> Result<DesiredState, PlanError> {
     if app.metadata.deletion_timestamp.is_some() {
         return Ok(DesiredState::default());
@@ -141,7 +147,7 @@ pub(crate) fn desired_state(
     let known: HashSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
     let mut templates = Vec::new();
     for source in sources(app) {
-        let template = build(app, &source, images)?;
+        let template = build(app, &source, images, secrets)?;
         let on: BTreeSet<&str> = source.hosts.iter().map(String::as_str).collect();
         for host in &on {
             if !known.contains(host) {
@@ -165,6 +171,7 @@ fn sources(app: &App) -> Vec<Source<'_>> {
             hosts: &a.hosts,
             cmd: a.cmd.as_ref(),
             env: a.env.clone(),
+            files: &a.files,
             labels: &a.labels,
             spec: ComponentSpec::Accessory(a),
         });
@@ -178,6 +185,7 @@ fn sources(app: &App) -> Vec<Source<'_>> {
             hosts: &r.hosts,
             cmd: r.cmd.as_ref(),
             env,
+            files: &r.files,
             labels: &r.labels,
             spec: ComponentSpec::Role(r),
         });
@@ -186,8 +194,15 @@ fn sources(app: &App) -> Vec<Source<'_>> {
 }
 
 /// The container for one component, identical on every host, built from its typed form.
-fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result<ContainerTemplate, PlanError> {
+fn build(
+    app: &App,
+    s: &Source<'_>,
+    images: &BTreeMap<String, String>,
+    secrets: &SecretValues,
+) -> Result<ContainerTemplate, PlanError> {
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
+    let (env, canonical_env) = resolve_env(&s.component, &s.env, secrets)?;
+    let (files, canonical_files) = resolve_files(&s.component, s.files, secrets)?;
     let image = images.get(s.image).ok_or_else(|| PlanError::UnresolvedImage { image: s.image.to_string() })?;
     let (workload, limits) = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
         component: s.component.to_string(),
@@ -214,7 +229,7 @@ fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result
         version: HASH_VERSION,
         image,
         cmd: &cmd,
-        env: &s.env,
+        env: &canonical_env,
         ports: sorted_ports,
         volumes: sorted_volumes,
         healthcheck: &healthcheck,
@@ -224,6 +239,7 @@ fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result
         nano_cpus,
         network: &network,
         alias: &alias,
+        files: canonical_files,
     };
     let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
     let hash = hex::encode(Sha256::digest(&bytes));
@@ -235,7 +251,8 @@ fn build(app: &App, s: &Source<'_>, images: &BTreeMap<String, String>) -> Result
         component: s.component.clone(),
         image: image.clone(),
         cmd,
-        env: SecretEnv::new(s.env.clone()),
+        env: SecretEnv::new(env),
+        files,
         ports,
         volumes,
         healthcheck,
@@ -286,4 +303,76 @@ fn scope_volume(m: VolumeMount, app: &str, ns: &str) -> VolumeMount {
         }
         bind => bind,
     }
+}
+
+/// Env names to values.
+type Env = BTreeMap<String, String>;
+
+/// A file as the hash covers it: `(path, mode, source)`.
+type CanonicalFile = (String, u32, String);
+
+/// The env Docker gets (values) and the env the hash covers (a Secret's by name, key and revision:
+/// a changed value rolls exactly its users, and the hash never depends on the value itself).
+fn resolve_env(
+    component: &Component,
+    env: &BTreeMap<String, EnvValue>,
+    secrets: &SecretValues,
+) -> Result<(Env, Env), PlanError> {
+    let mut values = BTreeMap::new();
+    let mut canonical = BTreeMap::new();
+    for (k, v) in env {
+        match v {
+            EnvValue::Plain(s) => {
+                values.insert(k.clone(), s.clone());
+                canonical.insert(k.clone(), s.clone());
+            }
+            EnvValue::Secret { secret_key_ref } => {
+                let r = secret(component, secret_key_ref, secrets)?;
+                values.insert(k.clone(), r.value.0.clone());
+                canonical.insert(k.clone(), reference(secret_key_ref, r));
+            }
+        }
+    }
+    Ok((values, canonical))
+}
+
+/// The files written into the container and what of them the hash covers.
+fn resolve_files(
+    component: &Component,
+    files: &BTreeMap<String, FileSource>,
+    secrets: &SecretValues,
+) -> Result<(Vec<ContainerFile>, Vec<CanonicalFile>), PlanError> {
+    let mut out = Vec::new();
+    let mut canonical = Vec::new();
+    for (path, f) in files {
+        let invalid = |message: &str| PlanError::InvalidSpec {
+            component: component.to_string(),
+            field: format!("files.{path}"),
+            message: message.to_string(),
+        };
+        let mode = f.mode_bits().ok_or_else(|| invalid("mode is not octal permission bits"))?;
+        let (contents, source) = match (&f.content, &f.secret_key_ref) {
+            (Some(c), None) => (c.clone(), format!("sha256:{}", hex::encode(Sha256::digest(c.as_bytes())))),
+            (None, Some(r)) => {
+                let resolved = secret(component, r, secrets)?;
+                (resolved.value.0.clone(), reference(r, resolved))
+            }
+            _ => return Err(invalid("give exactly one of content and secretKeyRef")),
+        };
+        canonical.push((path.clone(), mode, source));
+        out.push(ContainerFile { path: path.clone(), mode, contents: SecretValue(contents) });
+    }
+    Ok((out, canonical))
+}
+
+fn secret<'s>(
+    component: &Component,
+    r: &SecretKeyRef,
+    secrets: &'s SecretValues,
+) -> Result<&'s ResolvedSecret, PlanError> {
+    secrets.get(r).ok_or_else(|| PlanError::SecretUnavailable { component: component.to_string(), secret: r.clone() })
+}
+
+fn reference(r: &SecretKeyRef, resolved: &ResolvedSecret) -> String {
+    format!("secretKeyRef:{}/{}@{}", r.name, r.key, resolved.revision)
 }

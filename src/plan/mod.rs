@@ -25,8 +25,9 @@ use crate::spec::{App, Host};
 pub use desired::DesiredState;
 pub use labels::Component;
 pub use types::{
-    Action, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig, HostObservation,
-    ObservedContainer, ObservedNetwork, Plan, PlanError, RoleStep, SecretEnv,
+    Action, ContainerFile, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig,
+    HostObservation, ObservedContainer, ObservedNetwork, Plan, PlanError, ResolvedSecret, RoleStep, SecretEnv,
+    SecretValues,
 };
 /// The parsed spec forms a [`DesiredContainer`] carries, re-exported so the engine needs one import.
 pub use types::{PortMapping, Protocol, RestartPolicy, VolumeMount};
@@ -39,7 +40,18 @@ pub use types::{PortMapping, Protocol, RestartPolicy, VolumeMount};
 /// nothing. Fails on an unresolved image, a host that is not a Host resource, or a field that does
 /// not parse.
 pub fn desired_state(app: &App, hosts: &[Host], images: &BTreeMap<String, String>) -> Result<DesiredState, PlanError> {
-    desired::desired_state(app, hosts, images)
+    desired::desired_state(app, hosts, images, &SecretValues::new())
+}
+
+/// [`desired_state`] for an App that uses Secrets: `secrets` holds every value it references,
+/// resolved (a missing one is [`PlanError::SecretUnavailable`]).
+pub fn desired_state_with(
+    app: &App,
+    hosts: &[Host],
+    images: &BTreeMap<String, String>,
+    secrets: &SecretValues,
+) -> Result<DesiredState, PlanError> {
+    desired::desired_state(app, hosts, images, secrets)
 }
 
 /// [`desired_state`] as a list of containers, accessories first, then roles, each in name and then

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::spec::{SecretKeyRef, SecretValue};
+
 pub use super::labels::Component;
 pub use crate::spec::{PortMapping, Protocol, RestartPolicy, VolumeMount};
 
@@ -166,6 +168,9 @@ pub struct ContainerTemplate {
     /// Published ports, in spec order.
     #[serde(serialize_with = "ser_display_list")]
     pub ports: Vec<PortMapping>,
+    /// Files written into the container before it starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ContainerFile>,
     /// Mounts, in spec order; named volumes outlive the container and are never removed.
     #[serde(serialize_with = "ser_display_list")]
     pub volumes: Vec<VolumeMount>,
@@ -217,6 +222,33 @@ impl ContainerState {
     pub fn is_up(self) -> bool {
         matches!(self, ContainerState::Running | ContainerState::Restarting | ContainerState::Paused)
     }
+}
+
+/// A Secret's value as a converge may use it, with the revision (etcd `mod_revision`) its users'
+/// config hash covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSecret {
+    /// The opened value.
+    pub value: SecretValue,
+    /// The Secret's etcd revision: what users' config hashes cover instead of the value.
+    pub revision: i64,
+}
+
+/// Every Secret value a converge resolved, by reference.
+pub type SecretValues = BTreeMap<SecretKeyRef, ResolvedSecret>;
+
+/// A file written into a container before it starts. Its contents may be a Secret's: `Debug` and
+/// `Serialize` (plans) never show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerFile {
+    /// Absolute path in the container.
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// What the file holds; never serialized.
+    #[serde(skip)]
+    pub contents: SecretValue,
 }
 
 /// Docker healthcheck status of a container that has a healthcheck.
@@ -552,6 +584,14 @@ pub enum PlanError {
         field: String,
         /// The parser's user-facing message.
         message: String,
+    },
+    /// A Secret (or one of its keys) the component uses could not be read or opened.
+    #[error("{component} uses {secret}, which is unavailable")]
+    SecretUnavailable {
+        /// `role/web` or `accessory/db`.
+        component: String,
+        /// The Secret and key.
+        secret: SecretKeyRef,
     },
     /// `rollout` holds a value that validation should have caught.
     #[error("invalid {field}: {message}")]

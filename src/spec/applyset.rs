@@ -17,6 +17,7 @@ use super::types::Resource;
 pub enum ResourceRef {
     Host { name: String },
     App { namespace: String, name: String },
+    Secret { namespace: String, name: String },
 }
 
 impl ResourceRef {
@@ -25,6 +26,9 @@ impl ResourceRef {
             Resource::Host(h) => ResourceRef::Host { name: h.metadata.name.clone() },
             Resource::App(a) => {
                 ResourceRef::App { namespace: a.namespace().to_string(), name: a.metadata.name.clone() }
+            }
+            Resource::Secret(s) => {
+                ResourceRef::Secret { namespace: s.namespace().to_string(), name: s.metadata.name.clone() }
             }
         }
     }
@@ -39,6 +43,7 @@ impl std::fmt::Display for ResourceRef {
         match self {
             ResourceRef::Host { name } => write!(f, "host/{name}"),
             ResourceRef::App { namespace, name } => write!(f, "app/{name} -n {namespace}"),
+            ResourceRef::Secret { namespace, name } => write!(f, "secret/{name} -n {namespace}"),
         }
     }
 }
@@ -59,7 +64,11 @@ impl Inventory {
     }
 
     pub fn hosts(&self) -> usize {
-        self.resources.len() - self.apps()
+        self.resources.iter().filter(|r| matches!(r, ResourceRef::Host { .. })).count()
+    }
+
+    pub fn secrets(&self) -> usize {
+        self.resources.iter().filter(|r| matches!(r, ResourceRef::Secret { .. })).count()
     }
 }
 

@@ -11,17 +11,20 @@ pub enum Kind {
     App,
     /// A Docker host (cluster-scoped).
     Host,
+    /// Sealed values an App uses (namespaced).
+    Secret,
 }
 
 impl Kind {
     /// Every kind, in the order they should be applied (hosts before the apps naming them).
-    pub const ALL: [Kind; 2] = [Kind::Host, Kind::App];
+    pub const ALL: [Kind; 3] = [Kind::Host, Kind::Secret, Kind::App];
 
     /// The `kind:` value users write.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::App => "App",
             Kind::Host => "Host",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -30,12 +33,13 @@ impl Kind {
         match self {
             Kind::App => "apps",
             Kind::Host => "hosts",
+            Kind::Secret => "secrets",
         }
     }
 
     /// Apps live in a namespace (destination); Hosts are cluster-wide.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::App)
+        matches!(self, Kind::App | Kind::Secret)
     }
 
     /// Parses a `kind:` value exactly (case-sensitive, as Kubernetes does).
@@ -56,6 +60,7 @@ impl Resource {
         match self {
             Resource::App(_) => Kind::App,
             Resource::Host(_) => Kind::Host,
+            Resource::Secret(_) => Kind::Secret,
         }
     }
 
@@ -64,6 +69,7 @@ impl Resource {
         match self {
             Resource::App(a) => &a.metadata.name,
             Resource::Host(h) => &h.metadata.name,
+            Resource::Secret(s) => &s.metadata.name,
         }
     }
 
@@ -72,6 +78,7 @@ impl Resource {
         match self {
             Resource::App(a) => Some(a.namespace()),
             Resource::Host(_) => None,
+            Resource::Secret(s) => Some(s.namespace()),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod parse;
 pub mod ports;
 pub mod relations;
 pub mod schema;
+pub mod secret;
 pub mod typed;
 pub mod types;
 pub mod validate;
@@ -26,8 +27,9 @@ pub use kind::Kind;
 pub use network::{pool_warnings, AddressPool, PoolExhausted, Subnet};
 pub use parse::{load_paths, load_sources, parse_str, Loaded};
 pub use ports::{parse_port, PortMapping, Protocol};
-pub use relations::{app_uses_host, endpoint_twins, hosts_of, HasMeta};
+pub use relations::{app_uses_host, endpoint_twins, hosts_of, secrets_used, HasMeta};
 pub use schema::{crd_value, crd_yaml, openapi_schema};
+pub use secret::{validate_secret, EnvValue, FileSource, Secret, SecretKeyRef, SecretType, SecretValue};
 pub use typed::{
     FieldError, ParsedAccessory, ParsedHealthcheck, ParsedRole, ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp,
 };

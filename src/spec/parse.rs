@@ -186,6 +186,7 @@ fn to_resource(value: Value) -> Result<Resource, (String, String)> {
     match kind_field(map.get("kind"))? {
         Kind::App => typed(value).map(Resource::App),
         Kind::Host => typed(value).map(Resource::Host),
+        Kind::Secret => typed(value).map(Resource::Secret),
     }
 }
 

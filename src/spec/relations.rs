@@ -11,6 +11,15 @@ pub trait HasMeta {
     fn meta_mut(&mut self) -> &mut ObjectMeta;
 }
 
+impl HasMeta for super::secret::Secret {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 impl HasMeta for App {
     fn meta(&self) -> &ObjectMeta {
         &self.metadata
@@ -50,6 +59,24 @@ pub fn endpoint_twins<'a>(host: &Host, hosts: &'a [Host]) -> Vec<&'a str> {
         .filter(|o| o.metadata.name != host.metadata.name && o.spec.endpoint == host.spec.endpoint)
         .map(|o| o.metadata.name.as_str())
         .collect()
+}
+
+/// The Secrets an App reads (env, files, imagePullSecrets), by name, in its namespace.
+pub fn secrets_used(app: &App) -> std::collections::BTreeSet<&str> {
+    let mut out = std::collections::BTreeSet::new();
+    let spec = &app.spec;
+    out.extend(spec.image_pull_secrets.iter().map(String::as_str));
+    out.extend(spec.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
+    for r in spec.roles.values() {
+        out.extend(r.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
+        out.extend(r.files.values().filter_map(|f| f.secret_key_ref.as_ref()).map(|r| r.name.as_str()));
+    }
+    for a in spec.accessories.values() {
+        out.extend(a.image_pull_secrets.iter().map(String::as_str));
+        out.extend(a.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
+        out.extend(a.files.values().filter_map(|f| f.secret_key_ref.as_ref()).map(|r| r.name.as_str()));
+    }
+    out
 }
 
 #[cfg(test)]

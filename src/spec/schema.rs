@@ -23,6 +23,7 @@ pub fn openapi_schema(kind: Kind) -> Value {
     let schema = match kind {
         Kind::App => generator.into_root_schema_for::<App>(),
         Kind::Host => generator.into_root_schema_for::<Host>(),
+        Kind::Secret => generator.into_root_schema_for::<super::secret::Secret>(),
     };
     let mut value = schema.to_value();
     structural(&mut value);

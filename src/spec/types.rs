@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::secret::{EnvValue, FileSource, Secret};
+
 /// The only `apiVersion` berth accepts today; bumping it is a deliberate, versioned change.
 pub const API_VERSION: &str = "berth.dev/v1alpha1";
 
@@ -114,9 +116,14 @@ pub struct App {
 pub struct AppSpec {
     /// Image reference of the app's roles (`registry/name:tag` or `@sha256:...`).
     pub image: String,
-    /// Environment for every role; a role's own `env` wins on conflict. Values are secrets: never logged.
+    /// Environment for every role; a role's own `env` wins on conflict. A value is a string or
+    /// `{secretKeyRef: {name, key}}`. Values are never logged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Secrets of type `registry` whose credentials pull the app image and every accessory's
+    /// (the one whose `server` is the image's registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, Role>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -141,7 +148,10 @@ pub struct Role {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Command>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Files written into the container before it starts, by absolute path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileSource>,
     /// `[ip:]hostPort:containerPort[/tcp|udp]`
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
@@ -175,7 +185,13 @@ pub struct Accessory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Command>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Files written into the container before it starts, by absolute path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileSource>,
+    /// Secrets of type `registry` for this accessory's image only (the App's apply too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -247,6 +263,7 @@ pub enum IntOrPercent {
 pub enum Resource {
     App(App),
     Host(Host),
+    Secret(Secret),
 }
 
 impl Resource {
@@ -255,6 +272,7 @@ impl Resource {
         match self {
             Resource::App(a) => format!("app/{} -n {}", a.metadata.name, a.namespace()),
             Resource::Host(h) => format!("host/{}", h.metadata.name),
+            Resource::Secret(s) => format!("secret/{} -n {}", s.metadata.name, s.namespace()),
         }
     }
 }

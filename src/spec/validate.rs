@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::endpoint::{parse_endpoint, Endpoint};
 use super::image::parse_image;
 use super::ports::{parse_port, PortMapping, Protocol};
+use super::secret::{EnvValue, FileSource, SecretKeyRef};
 use super::typed::{
     check_command, FieldError, ParsedAccessory, ParsedRole, ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp,
 };
@@ -54,6 +55,18 @@ pub fn validate(res: &Resource) -> Vec<Problem> {
             validate_host(host, &mut p);
             p.0
         }
+        Resource::Secret(secret) => {
+            let mut p = Problems::default();
+            check_header(&mut p, &secret.api_version, &secret.kind, "Secret");
+            p.check("metadata.name", check_dns_label(&secret.metadata.name));
+            if let Some(ns) = &secret.metadata.namespace {
+                p.check("metadata.namespace", check_dns_label(ns));
+            }
+            for (path, message) in super::secret::validate_secret(secret) {
+                p.push(path, message);
+            }
+            p.0
+        }
     }
 }
 
@@ -87,6 +100,7 @@ pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
     let spec = &app.spec;
     let image = p.take("spec.image", parse_image(&spec.image));
     check_env(&mut p, "spec.env", &spec.env);
+    check_pull_secrets(&mut p, "spec.imagePullSecrets", &spec.image_pull_secrets);
     if spec.roles.is_empty() && spec.accessories.is_empty() {
         p.push("spec", "app has no roles and no accessories: nothing to run");
     }
@@ -113,7 +127,8 @@ struct Workload<'a> {
     what: &'static str,
     hosts: &'a [String],
     cmd: Option<&'a Command>,
-    env: &'a BTreeMap<String, String>,
+    env: &'a BTreeMap<String, EnvValue>,
+    files: &'a BTreeMap<String, FileSource>,
     ports: &'a [String],
     volumes: &'a [String],
     healthcheck: Option<&'a Healthcheck>,
@@ -126,6 +141,7 @@ fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
         hosts: &r.hosts,
         cmd: r.cmd.as_ref(),
         env: &r.env,
+        files: &r.files,
         ports: &r.ports,
         volumes: &r.volumes,
         healthcheck: r.healthcheck.as_ref(),
@@ -139,6 +155,7 @@ fn accessory_workload<'a>(name: &str, a: &'a Accessory) -> Workload<'a> {
         hosts: &a.hosts,
         cmd: a.cmd.as_ref(),
         env: &a.env,
+        files: &a.files,
         ports: &a.ports,
         volumes: &a.volumes,
         healthcheck: a.healthcheck.as_ref(),
@@ -171,6 +188,7 @@ fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) -> 
     let w = accessory_workload(name, acc);
     let workload = check_workload(p, name, &w);
     let image = p.take(format!("{}.image", w.path), parse_image(&acc.image));
+    check_pull_secrets(p, &format!("{}.imagePullSecrets", w.path), &acc.image_pull_secrets);
     if app.spec.roles.contains_key(name) {
         p.push(w.path.clone(), format!("{name:?} is both a role and an accessory name (they share network aliases)"));
     }
@@ -185,6 +203,7 @@ fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) -> ParsedWorkl
         p.check(format!("{}.cmd", w.path), check_command(cmd));
     }
     check_env(p, &format!("{}.env", w.path), w.env);
+    check_files(p, &format!("{}.files", w.path), w.files);
     let mut errors = Vec::new();
     let typed = ParsedWorkload::collect(w.ports, w.volumes, w.healthcheck, &mut errors);
     p.fields(&w.path, errors);
@@ -220,9 +239,43 @@ fn check_hosts(p: &mut Problems, w: &Workload<'_>) {
     }
 }
 
-fn check_env(p: &mut Problems, base: &str, env: &BTreeMap<String, String>) {
-    for key in env.keys() {
+fn check_env(p: &mut Problems, base: &str, env: &BTreeMap<String, EnvValue>) {
+    for (key, value) in env {
         p.check(key_path(base, key), check_env_key(key));
+        if let Some(r) = value.secret_ref() {
+            check_secret_ref(p, &format!("{}.secretKeyRef", key_path(base, key)), r);
+        }
+    }
+}
+
+fn check_secret_ref(p: &mut Problems, path: &str, r: &SecretKeyRef) {
+    p.check(format!("{path}.name"), check_dns_label(&r.name));
+    if r.key.is_empty() {
+        p.push(format!("{path}.key"), "names no key");
+    }
+}
+
+fn check_pull_secrets(p: &mut Problems, base: &str, names: &[String]) {
+    for (i, name) in names.iter().enumerate() {
+        p.check(format!("{base}[{i}]"), check_dns_label(name));
+    }
+}
+
+/// Files: absolute paths, octal modes, exactly one source each.
+fn check_files(p: &mut Problems, base: &str, files: &BTreeMap<String, FileSource>) {
+    for (path, f) in files {
+        let at = key_path(base, path);
+        if !path.starts_with('/') || path.ends_with('/') {
+            p.push(at.clone(), "a file's path is absolute and names a file (/etc/app.conf)");
+        }
+        match (&f.content, &f.secret_key_ref) {
+            (Some(_), None) => {}
+            (None, Some(r)) => check_secret_ref(p, &format!("{at}.secretKeyRef"), r),
+            _ => p.push(at.clone(), "give exactly one of content and secretKeyRef"),
+        }
+        if f.mode_bits().is_none() {
+            p.push(format!("{at}.mode"), "octal permission bits such as \"0400\"");
+        }
     }
 }
 

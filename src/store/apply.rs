@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::applyset::{Pruned, SetWrite};
 use super::{now_rfc3339, ApplyOutcome, Store, StoreError, Unreadable, Versioned};
 use crate::spec::applyset::ResourceRef;
-use crate::spec::{app_uses_host, App, HasMeta, Host, Resource};
+use crate::spec::{app_uses_host, App, HasMeta, Host, Resource, Secret};
 
 /// Optimistic-concurrency retries before giving up on a hot key.
 const MAX_CONFLICT_RETRIES: usize = 20;
@@ -117,6 +117,20 @@ impl Store {
                         }
                     }
                     stored.spec != new.spec
+                })
+            }
+            Resource::Secret(sec) => {
+                // etcd never holds a plain value: the CLI seals stringData before it gets here.
+                if !sec.string_data.is_empty() {
+                    return Err(StoreError::Plaintext { resource: shown });
+                }
+                let mut sec = sec.clone();
+                sec.metadata.namespace = Some(sec.namespace().to_string());
+                let key = self.keys.secret(sec.namespace(), &sec.metadata.name);
+                let stored = self.get_json::<Secret>(&key).await?;
+                prepare_write(&key, &shown, stored, sec, |stored: &Secret, new: &mut Secret| {
+                    new.metadata.generation = stored.metadata.generation;
+                    stored.secret_type != new.secret_type || stored.sealed_data != new.sealed_data
                 })
             }
         }

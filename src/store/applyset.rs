@@ -12,7 +12,7 @@ use crate::spec::{App, Host};
 pub struct SetWrite<'a> {
     /// The set's new inventory.
     pub inventory: &'a Inventory,
-    /// Resources the set lists no more: Apps are marked for deletion, Hosts deleted.
+    /// Resources the set lists no more: Apps are marked for deletion, Hosts and Secrets deleted.
     pub prune: &'a [ResourceRef],
     /// Other sets' inventories without the resources this set adopts (`--force-adopt`).
     pub released: &'a [Inventory],
@@ -84,6 +84,16 @@ impl Store {
                             let body = serde_json::to_vec(&app).expect("resources serialize");
                             let compare = Compare::mod_revision(key.as_str(), CompareOp::Equal, s.mod_revision);
                             (Pruned::MarkedForDeletion, Some((compare, TxnOp::put(key, body, None))))
+                        }
+                    }
+                }
+                ResourceRef::Secret { namespace, name } => {
+                    let key = self.keys.secret(namespace, name);
+                    match self.get_json::<serde_json::Value>(&key).await? {
+                        None => (Pruned::AlreadyGone, None),
+                        Some(s) => {
+                            let compare = Compare::mod_revision(key.as_str(), CompareOp::Equal, s.mod_revision);
+                            (Pruned::Deleted, Some((compare, TxnOp::delete(key, None))))
                         }
                     }
                 }

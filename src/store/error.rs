@@ -31,6 +31,12 @@ pub enum StoreError {
     /// A Host an App still places containers on; `apps` names each (`app/shop -n staging`).
     #[error("host/{host} is still used by {}", .apps.join(", "))]
     HostInUse { host: String, apps: Vec<String> },
+    /// A Secret an App still uses (env, files or imagePullSecrets).
+    #[error("{secret} is still used by {}", .apps.join(", "))]
+    SecretInUse { secret: String, apps: Vec<String> },
+    /// A Secret with plain `stringData` reached the store: it must be sealed first.
+    #[error("{resource}: stringData must be sealed before it is stored (berth apply seals it)")]
+    Plaintext { resource: String },
 }
 
 /// tonic errors nest a transport error inside a gRPC status inside etcd's error, each repeating

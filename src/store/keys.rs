@@ -15,6 +15,7 @@ pub enum KeyKind {
     Host { name: String },
     App { namespace: String, name: String },
     Status { namespace: String, name: String },
+    Secret { namespace: String, name: String },
 }
 
 impl Keys {
@@ -69,6 +70,24 @@ impl Keys {
         format!("{}/pins/{}/{}", self.prefix, namespace, name)
     }
 
+    /// A Secret: sealed values only, never plain ones.
+    pub fn secret(&self, namespace: &str, name: &str) -> String {
+        format!("{}/secrets/{}/{}", self.prefix, namespace, name)
+    }
+
+    /// All Secrets, or those of one namespace.
+    pub fn secrets(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) => format!("{}/secrets/{}/", self.prefix, ns),
+            None => format!("{}/secrets/", self.prefix),
+        }
+    }
+
+    /// The age recipients the operator publishes, so `berth apply` and `berth seal` seal to it.
+    pub fn recipients(&self) -> String {
+        format!("{}/config/recipients", self.prefix)
+    }
+
     /// The inventory of the apply set `name` (`berth apply --prune --set NAME`).
     pub fn applyset(&self, name: &str) -> String {
         format!("{}/applysets/{}", self.prefix, name)
@@ -92,6 +111,9 @@ impl Keys {
             ["hosts", name] if !name.is_empty() => Some(KeyKind::Host { name: name.to_string() }),
             ["apps", ns, name] if !ns.is_empty() && !name.is_empty() => {
                 Some(KeyKind::App { namespace: ns.to_string(), name: name.to_string() })
+            }
+            ["secrets", ns, name] if !ns.is_empty() && !name.is_empty() => {
+                Some(KeyKind::Secret { namespace: ns.to_string(), name: name.to_string() })
             }
             ["status", "apps", ns, name] if !ns.is_empty() && !name.is_empty() => {
                 Some(KeyKind::Status { namespace: ns.to_string(), name: name.to_string() })

@@ -16,6 +16,7 @@ mod lease;
 mod listing;
 mod lock;
 mod refusal;
+mod secrets;
 mod watch;
 
 use etcd_client::{Client, Compare, CompareOp, TxnOp};

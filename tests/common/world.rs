@@ -91,6 +91,26 @@ impl Ctx {
         Run::of(berth_at(&self.etcd, &self.prefix, args))
     }
 
+    /// [`Ctx::berth`] with extra environment (`BERTH_SEALING_KEY_FILE`).
+    pub fn berth_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = super::run::berth_cmd();
+        cmd.envs(env.iter().copied()).args(["--etcd", &self.etcd, "--prefix", &self.prefix]).args(args);
+        Run::of(cmd.output().expect("run the berth binary"))
+    }
+
+    /// Every key and value under the test's prefix, as text: what `etcdctl get --prefix` shows.
+    pub fn dump(&self) -> String {
+        let (etcd, root) = (self.etcd.clone(), format!("{}/", self.prefix));
+        block_on(async move {
+            let mut c = Client::connect([etcd], None).await.unwrap();
+            let resp = c.get(root, Some(GetOptions::new().with_prefix())).await.unwrap();
+            resp.kvs()
+                .iter()
+                .map(|kv| format!("{} {}\n", String::from_utf8_lossy(kv.key()), String::from_utf8_lossy(kv.value())))
+                .collect()
+        })
+    }
+
     /// Writes `text` to the file `name` (which may hold a directory) in the test's temp dir; returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let p: PathBuf = self.dir.path().join(name);

@@ -39,9 +39,20 @@ pub struct Snapshot {
     apps_by_host: BTreeMap<String, BTreeSet<AppKey>>,
     /// The hosts each app is indexed under (the inverse of `apps_by_host`).
     placed: BTreeMap<AppKey, BTreeSet<String>>,
+    /// Each Secret's revision (never its values): a new one requeues the apps that read it.
+    secrets: BTreeMap<AppKey, i64>,
 }
 
 impl Snapshot {
+    /// Changes for the apps of `namespace` that read the Secret `name`.
+    fn secret_users(&self, namespace: &str, name: &str) -> Vec<Change> {
+        self.apps
+            .iter()
+            .filter(|((ns, _), app)| ns == namespace && crate::spec::secrets_used(&app.value).contains(name))
+            .map(|(k, _)| Change::App(k.clone()))
+            .collect()
+    }
+
     /// The apps placed on `host` now, or by their previous spec (so their leftovers there get pruned).
     pub fn apps_on_host(&self, host: &str) -> impl Iterator<Item = &AppKey> {
         self.apps_by_host.get(host).into_iter().flatten()
@@ -124,6 +135,13 @@ fn put(snapshot: &mut Snapshot, entry: Entry) -> Vec<Change> {
             snapshot.statuses.insert((namespace, name), Versioned { value: value.into(), mod_revision });
             Vec::new()
         }
+        KeyKind::Secret { namespace, name } => {
+            let k = (namespace, name);
+            if snapshot.secrets.insert(k.clone(), mod_revision) == Some(mod_revision) {
+                return Vec::new();
+            }
+            snapshot.secret_users(&k.0, &k.1)
+        }
     }
 }
 
@@ -144,6 +162,10 @@ fn delete(snapshot: &mut Snapshot, kind: KeyKind) -> Vec<Change> {
             snapshot.statuses.remove(&(namespace, name));
             Vec::new()
         }
+        KeyKind::Secret { namespace, name } => match snapshot.secrets.remove(&(namespace.clone(), name.clone())) {
+            Some(_) => snapshot.secret_users(&namespace, &name),
+            None => Vec::new(),
+        },
     }
 }
 
@@ -153,6 +175,7 @@ fn relist(snapshot: &mut Snapshot, entries: Vec<Entry>) -> Vec<Change> {
     let mut listed_apps = BTreeSet::new();
     let mut listed_hosts = BTreeSet::new();
     let mut listed_statuses = BTreeSet::new();
+    let mut listed_secrets = BTreeSet::new();
     let mut app_changes = Vec::new();
     let mut hosts_changed = BTreeSet::new();
     for entry in entries {
@@ -160,6 +183,7 @@ fn relist(snapshot: &mut Snapshot, entries: Vec<Entry>) -> Vec<Change> {
             KeyKind::App { namespace, name } => listed_apps.insert((namespace.clone(), name.clone())),
             KeyKind::Host { name } => listed_hosts.insert(name.clone()),
             KeyKind::Status { namespace, name } => listed_statuses.insert((namespace.clone(), name.clone())),
+            KeyKind::Secret { namespace, name } => listed_secrets.insert((namespace.clone(), name.clone())),
         };
         sort(put(snapshot, entry), &mut app_changes, &mut hosts_changed);
     }
@@ -172,6 +196,11 @@ fn relist(snapshot: &mut Snapshot, entries: Vec<Entry>) -> Vec<Change> {
         sort(delete(snapshot, KeyKind::Host { name }), &mut app_changes, &mut hosts_changed);
     }
     snapshot.statuses.retain(|k, _| listed_statuses.contains(k));
+    let unlisted_secrets: Vec<AppKey> =
+        snapshot.secrets.keys().filter(|k| !listed_secrets.contains(*k)).cloned().collect();
+    for (namespace, name) in unlisted_secrets {
+        sort(delete(snapshot, KeyKind::Secret { namespace, name }), &mut app_changes, &mut hosts_changed);
+    }
     if !hosts_changed.is_empty() {
         app_changes.push(Change::Hosts(hosts_changed));
     }
