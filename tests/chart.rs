@@ -120,6 +120,23 @@ fn the_chart_passes_etcd_tls_files_and_user_as_the_operator_reads_them() {
     assert!(!deployment.contains("password="), "a password on the command line:\n{deployment}");
 }
 
+/// The sealing identity comes from a Secret, mounted where the variable the operator reads points;
+/// off by default.
+#[test]
+fn the_chart_mounts_the_sealing_identity_where_the_operator_reads_it() {
+    let help = operator_help();
+    let deployment = read("charts/berth/templates/deployment.yaml");
+    let values: Value = serde_yaml_ng::from_str(&read("charts/berth/values.yaml")).unwrap();
+    let sealing = &values["sealing"];
+    assert!(help.contains("--sealing-key") && help.contains("BERTH_SEALING_KEY_FILE"), "{help}");
+    assert_eq!(sealing["secretName"].as_str(), Some(""), "off by default");
+    assert!(sealing["mountPath"].is_string() && sealing["keyFile"].is_string());
+    let env = deployment.find("- name: BERTH_SEALING_KEY_FILE").expect("the deployment sets BERTH_SEALING_KEY_FILE");
+    assert!(deployment[env..].contains(".Values.sealing.mountPath .Values.sealing.keyFile"), "{deployment}");
+    assert!(deployment.contains("- {name: sealing, mountPath: {{ .Values.sealing.mountPath }}, readOnly: true}"));
+    assert!(deployment.contains("secret: {secretName: {{ .Values.sealing.secretName }}, defaultMode: 0440}"));
+}
+
 #[test]
 fn the_image_runs_as_the_chart_runs_it() {
     let tb = Testbed::get();
