@@ -38,7 +38,7 @@ fn cases() -> Vec<Case> {
         (
             "unknown field",
             one(app("roles: {web: {hosts: [host1], prots: [\"80:80\"]}}")),
-            vec!["shop.yaml[0]: spec.roles.web.prots: unknown field `prots`, expected one of `hosts`, `cmd`, `env`, `files`, `ports`, `volumes`, `healthcheck`, `dependsOn`, `labels`, `restart`, `memory`, `cpus`"],
+            vec!["shop.yaml[0]: spec.roles.web.prots: unknown field `prots`, expected one of `hosts`, `cmd`, `env`, `files`, `ports`, `volumes`, `healthcheck`, `dependsOn`, `labels`, `restart`, `memory`, `cpus`, `stopTimeout`, `stopSignal`"],
         ),
         (
             "wrong type",

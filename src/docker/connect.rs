@@ -91,12 +91,21 @@ impl HostClient {
     where
         F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
     {
+        self.call_within(op, CALL_TIMEOUT, fut).await
+    }
+
+    /// [`Self::call`] with a timeout of its own, for calls that legitimately take long (a stop
+    /// that waits out the container's stop timeout); the future's client must allow as much.
+    pub async fn call_within<T, F>(&self, op: &str, timeout: Duration, fut: F) -> Result<T, DockerError>
+    where
+        F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    {
         let _permit = self.permits.acquire().await.map_err(|_| DockerError::new(&self.name, op, "client closed"))?;
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        let result = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(DockerError::from_bollard(&self.name, op, e)),
-            Err(_) => Err(DockerError::new(&self.name, op, format!("no answer within {}s", CALL_TIMEOUT.as_secs()))),
+            Err(_) => Err(DockerError::new(&self.name, op, format!("no answer within {}s", timeout.as_secs()))),
         };
         let failed = matches!(&result, Err(e) if e.status.is_none_or(|s| s >= 500));
         let took = started.elapsed();

@@ -3,6 +3,7 @@
 //! Every call goes through [`HostClient::call`], so each has a timeout and a per-host bound.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Ipam, IpamConfig, Mount, MountType,
@@ -24,8 +25,8 @@ use crate::plan::{
 };
 use crate::spec::{parse_image, Subnet};
 
-/// Seconds Docker waits for a graceful stop before it kills.
-const STOP_GRACE_SECS: i32 = 10;
+/// Seconds Docker waits for a graceful stop before it kills, unless the container says otherwise.
+const DEFAULT_STOP_SECS: u64 = 10;
 
 /// Lists every berth-managed container and network of the host (all apps: the caller filters).
 ///
@@ -302,6 +303,8 @@ pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
         labels: Some(c.labels.clone().into_iter().collect()),
         exposed_ports: Some(exposed),
         healthcheck,
+        stop_signal: c.stop_signal.clone(),
+        stop_timeout: c.stop_timeout.map(i64::from),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
             mounts: Some(mounts),
@@ -322,10 +325,22 @@ pub async fn start(client: &HostClient, id: &str, name: &str) -> Result<(), Dock
     client.call(&format!("start {name}"), client.docker.start_container(id, None::<StartContainerOptions>)).await
 }
 
-/// Stops gracefully; a container that is already gone or stopped is fine.
+/// Stops gracefully with the container's own stop signal and timeout (its `StopTimeout`, set at
+/// create from the spec, so a replace waits as long as the *old* container asked for); a container
+/// that is already gone or stopped is fine. The call waits that long plus the usual call timeout.
 pub async fn stop(client: &HostClient, id: &str, name: &str) -> Result<(), DockerError> {
-    let options = StopContainerOptions { t: Some(STOP_GRACE_SECS), ..Default::default() };
-    match client.call(&format!("stop {name}"), client.docker.stop_container(id, Some(options))).await {
+    let inspected = client.call("inspect", client.docker.inspect_container(id, None::<InspectContainerOptions>)).await;
+    let own = match inspected {
+        Ok(info) => info.config.and_then(|c| c.stop_timeout),
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let grace = Duration::from_secs(own.and_then(|t| u64::try_from(t).ok()).unwrap_or(DEFAULT_STOP_SECS));
+    let within = grace + super::connect::CALL_TIMEOUT;
+    // No `t`: Docker then waits the container's own StopTimeout (10 s without one).
+    let docker = client.docker.clone().with_timeout(within);
+    let options = StopContainerOptions::default();
+    match client.call_within(&format!("stop {name}"), within, docker.stop_container(id, Some(options))).await {
         Err(e) if e.is_not_found() || e.status == Some(304) => Ok(()),
         other => other,
     }

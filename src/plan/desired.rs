@@ -46,6 +46,11 @@ struct Canonical<'a> {
     /// revision — never a value. Absent when there are no files, so older hashes stay as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     files: Vec<(String, u32, String)>,
+    /// Absent unless the spec sets them, so older hashes stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<&'a str>,
 }
 
 fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
@@ -209,7 +214,7 @@ fn build(
         field: e.field.to_string(),
         message: e.message,
     })?;
-    let ParsedWorkload { ports, volumes, healthcheck } = workload;
+    let ParsedWorkload { ports, volumes, healthcheck, stop } = workload;
     let volumes: Vec<VolumeMount> = volumes.into_iter().map(|m| scope_volume(m, app_name, ns)).collect();
     let healthcheck = healthcheck.map(docker_healthcheck);
     let RoleLimits { restart, memory, nano_cpus } = limits;
@@ -240,6 +245,8 @@ fn build(
         network: &network,
         alias: &alias,
         files: canonical_files,
+        stop_timeout: stop.timeout_secs,
+        stop_signal: stop.signal.as_deref(),
     };
     let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
     let hash = hex::encode(Sha256::digest(&bytes));
@@ -260,6 +267,8 @@ fn build(
         restart,
         memory,
         nano_cpus,
+        stop_timeout: stop.timeout_secs,
+        stop_signal: stop.signal.clone(),
         network,
         alias,
         hash,

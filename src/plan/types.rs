@@ -185,6 +185,12 @@ pub struct ContainerTemplate {
     pub memory: Option<i64>,
     /// CPU limit in billionths of a core (Docker's `NanoCpus`).
     pub nano_cpus: Option<i64>,
+    /// Seconds a stop waits after the stop signal before it kills (Docker's `StopTimeout`; default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u32>,
+    /// The signal a stop sends first (Docker's `StopSignal`; default the image's, else SIGTERM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
     /// The app network to join (`berth-{app}-{namespace}`).
     pub network: String,
     /// Alias on that network: the role or accessory name.

@@ -114,6 +114,58 @@ pub struct ParsedWorkload {
     pub volumes: Vec<VolumeMount>,
     /// Without one, "running" counts as ready.
     pub healthcheck: Option<ParsedHealthcheck>,
+    /// How the container is asked to stop.
+    pub stop: StopControl,
+}
+
+/// `stopTimeout` and `stopSignal`, as Docker takes them; `None` keeps Docker's default (10 s, the
+/// image's signal), so a spec without them creates exactly the containers it did before.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StopControl {
+    /// Whole seconds between the stop signal and the kill.
+    pub timeout_secs: Option<u32>,
+    /// A signal name in its `SIG` form (`SIGTERM`).
+    pub signal: Option<String>,
+}
+
+/// The longest `stopTimeout`: a stop that takes longer is a hang, not a graceful exit.
+const MAX_STOP_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// The signals a process can trap to stop gracefully (SIGKILL and SIGSTOP cannot be trapped).
+const STOP_SIGNALS: &[&str] =
+    &["SIGHUP", "SIGINT", "SIGQUIT", "SIGABRT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGWINCH", "SIGPWR"];
+
+/// Whole seconds from zero up to a day: Docker's `StopTimeout` is in seconds.
+fn stop_timeout(text: &str) -> Result<u32, String> {
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("stopTimeout {text:?} must be a whole number of seconds"));
+    }
+    if d.as_secs() > MAX_STOP_TIMEOUT_SECS {
+        return Err(format!("stopTimeout {text:?} is longer than 24h"));
+    }
+    Ok(d.as_secs() as u32)
+}
+
+/// A trappable signal by name, with or without `SIG` and in any case (`term`, `SIGTERM`).
+fn stop_signal(text: &str) -> Result<String, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    if STOP_SIGNALS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(format!("stopSignal {text:?} is not one of {}", STOP_SIGNALS.join(", ")))
+    }
+}
+
+impl StopControl {
+    /// Reads `stopTimeout` and `stopSignal`, recording each that fails.
+    fn collect(timeout: Option<&str>, signal: Option<&str>, errors: &mut Vec<FieldError>) -> Self {
+        StopControl {
+            timeout_secs: timeout.and_then(|t| record(errors, "stopTimeout", None, stop_timeout(t))),
+            signal: signal.and_then(|s| record(errors, "stopSignal", None, stop_signal(s))),
+        }
+    }
 }
 
 impl ParsedWorkload {
@@ -122,6 +174,7 @@ impl ParsedWorkload {
         ports: &[String],
         volumes: &[String],
         healthcheck: Option<&Healthcheck>,
+        stop: (Option<&String>, Option<&String>),
         errors: &mut Vec<FieldError>,
     ) -> Self {
         let ports = ports.iter().enumerate().filter_map(|(i, p)| record(errors, "ports", Some(i), parse_port(p)));
@@ -129,7 +182,9 @@ impl ParsedWorkload {
         let volumes =
             volumes.iter().enumerate().filter_map(|(i, v)| record(errors, "volumes", Some(i), parse_volume(v)));
         let volumes = volumes.collect();
-        ParsedWorkload { ports, volumes, healthcheck: healthcheck.map(|h| parse_healthcheck(h, errors)) }
+        let healthcheck = healthcheck.map(|h| parse_healthcheck(h, errors));
+        let stop = StopControl::collect(stop.0.map(String::as_str), stop.1.map(String::as_str), errors);
+        ParsedWorkload { ports, volumes, healthcheck, stop }
     }
 }
 
@@ -187,7 +242,9 @@ impl ParsedRole {
     /// The typed form, or the first field (in spec order) that does not parse.
     pub fn parse(role: &Role) -> Result<ParsedRole, FieldError> {
         let mut errors = Vec::new();
-        let workload = ParsedWorkload::collect(&role.ports, &role.volumes, role.healthcheck.as_ref(), &mut errors);
+        let stop = (role.stop_timeout.as_ref(), role.stop_signal.as_ref());
+        let workload =
+            ParsedWorkload::collect(&role.ports, &role.volumes, role.healthcheck.as_ref(), stop, &mut errors);
         let limits = RoleLimits::collect(role, &mut errors);
         first(errors)?;
         Ok(ParsedRole { workload, limits })
@@ -207,7 +264,8 @@ impl ParsedAccessory {
     /// The typed form, or the first field (in spec order) that does not parse.
     pub fn parse(acc: &Accessory) -> Result<ParsedAccessory, FieldError> {
         let mut errors = Vec::new();
-        let workload = ParsedWorkload::collect(&acc.ports, &acc.volumes, acc.healthcheck.as_ref(), &mut errors);
+        let stop = (acc.stop_timeout.as_ref(), acc.stop_signal.as_ref());
+        let workload = ParsedWorkload::collect(&acc.ports, &acc.volumes, acc.healthcheck.as_ref(), stop, &mut errors);
         let image = record(&mut errors, "image", None, parse_image(&acc.image));
         first(errors)?;
         Ok(ParsedAccessory { image: image.expect("no error means the image parsed"), workload })
@@ -289,6 +347,39 @@ mod tests {
         assert_eq!((hc.interval, hc.start_period), (Some(Duration::from_secs(90)), Some(Duration::ZERO)));
         assert_eq!(p.limits.restart, RestartPolicy::OnFailure(Some(3)));
         assert_eq!((p.limits.memory, p.limits.nano_cpus), (Some(512 << 20), Some(1_500_000_000)));
+    }
+
+    #[test]
+    fn stop_fields_become_seconds_and_signal_names() {
+        let r = role(serde_json::json!({"hosts": ["h1"], "stopTimeout": "1m30s", "stopSignal": "usr1"}));
+        let stop = ParsedRole::parse(&r).unwrap().workload.stop;
+        assert_eq!(stop, StopControl { timeout_secs: Some(90), signal: Some("SIGUSR1".into()) });
+        let a: Accessory =
+            serde_json::from_value(serde_json::json!({"image": "redis:7", "hosts": ["h1"], "stopSignal": "SIGQUIT"}))
+                .unwrap();
+        let stop = ParsedAccessory::parse(&a).unwrap().workload.stop;
+        assert_eq!(stop, StopControl { timeout_secs: None, signal: Some("SIGQUIT".into()) });
+        let none = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"]}))).unwrap().workload.stop;
+        assert_eq!(none, StopControl::default());
+        let zero = ParsedRole::parse(&role(serde_json::json!({"hosts": ["h1"], "stopTimeout": "0s"}))).unwrap();
+        assert_eq!(zero.workload.stop.timeout_secs, Some(0));
+    }
+
+    #[test]
+    fn bad_stop_fields_are_named() {
+        let bad = |json| ParsedRole::parse(&role(json)).unwrap_err();
+        let e = bad(serde_json::json!({"hosts": ["h1"], "stopSignal": "SIGKILL"}));
+        assert_eq!(e.path_under("spec.roles.web"), "spec.roles.web.stopSignal");
+        assert!(e.message.starts_with("stopSignal \"SIGKILL\" is not one of SIGHUP"), "{}", e.message);
+        let e = bad(serde_json::json!({"hosts": ["h1"], "stopTimeout": "1500ms"}));
+        assert_eq!(
+            (e.field, e.message.as_str()),
+            ("stopTimeout", "stopTimeout \"1500ms\" must be a whole number of seconds")
+        );
+        let e = bad(serde_json::json!({"hosts": ["h1"], "stopTimeout": "2days"}));
+        assert_eq!(e.message, "stopTimeout \"2days\" is longer than 24h");
+        let e = bad(serde_json::json!({"hosts": ["h1"], "stopTimeout": "soon"}));
+        assert_eq!(e.message, "bad duration \"soon\"");
     }
 
     #[test]

@@ -174,6 +174,12 @@ pub struct Role {
     /// CPU limit in cores, such as `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// How long a stop waits after the stop signal before killing (`30s`, `2m`); default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<String>,
+    /// The signal that asks the process to stop (`SIGTERM`, `SIGQUIT`, `SIGINT`, `SIGUSR1`, …); default the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 /// A supporting service (database, cache) that roles wait for.
@@ -200,6 +206,12 @@ pub struct Accessory {
     pub healthcheck: Option<Healthcheck>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// How long a stop waits after the stop signal before killing (`30s`, `2m`); default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<String>,
+    /// The signal that asks the process to stop (`SIGTERM`, `SIGQUIT`, `SIGINT`, `SIGUSR1`, …); default the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 /// A Docker healthcheck; durations are strings such as `5s`, `1m30s`.

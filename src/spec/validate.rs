@@ -132,6 +132,8 @@ struct Workload<'a> {
     ports: &'a [String],
     volumes: &'a [String],
     healthcheck: Option<&'a Healthcheck>,
+    /// `stopTimeout` and `stopSignal`.
+    stop: (Option<&'a String>, Option<&'a String>),
 }
 
 fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
@@ -145,6 +147,7 @@ fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
         ports: &r.ports,
         volumes: &r.volumes,
         healthcheck: r.healthcheck.as_ref(),
+        stop: (r.stop_timeout.as_ref(), r.stop_signal.as_ref()),
     }
 }
 
@@ -159,6 +162,7 @@ fn accessory_workload<'a>(name: &str, a: &'a Accessory) -> Workload<'a> {
         ports: &a.ports,
         volumes: &a.volumes,
         healthcheck: a.healthcheck.as_ref(),
+        stop: (a.stop_timeout.as_ref(), a.stop_signal.as_ref()),
     }
 }
 
@@ -205,7 +209,7 @@ fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) -> ParsedWorkl
     check_env(p, &format!("{}.env", w.path), w.env);
     check_files(p, &format!("{}.files", w.path), w.files);
     let mut errors = Vec::new();
-    let typed = ParsedWorkload::collect(w.ports, w.volumes, w.healthcheck, &mut errors);
+    let typed = ParsedWorkload::collect(w.ports, w.volumes, w.healthcheck, w.stop, &mut errors);
     p.fields(&w.path, errors);
     typed
 }
