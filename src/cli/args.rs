@@ -187,6 +187,18 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// Print the logs of an App's containers on every host, merged in time order, each line prefixed
+    /// with host and component; -f follows, also across a replace.
+    Logs(super::logs::LogsArgs),
+    /// Run a command in one running container of a role or accessory (-it: an interactive terminal);
+    /// exits with the command's exit code.
+    Exec(super::exec::ExecArgs),
+    /// Print a shell completion script: `berth completion bash > /etc/bash_completion.d/berth`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,7 +6,9 @@ mod args;
 mod commands;
 mod diff;
 mod etcd_config;
+mod exec;
 mod logging;
+mod logs;
 mod output;
 mod secrets;
 
@@ -129,6 +131,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keygen { out } => secrets::keygen(&out),
         Command::Seal { files, recipient } => secrets::seal_files(&cli.global, &files, recipient).await,
         Command::Diff(d) => diff::diff(&cli.global, d).await,
+        Command::Logs(a) => logs::logs(&cli.global, a).await,
+        Command::Exec(a) => exec::exec(&cli.global, a).await,
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "berth", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Get { kind, namespace, output } => {
             let store = connect(&cli.global).await?;
             let text = match kind {

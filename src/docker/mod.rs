@@ -4,8 +4,10 @@
 pub mod cache;
 pub mod connect;
 pub mod events;
+pub mod exec;
 pub mod files;
 pub mod liveness;
+pub mod logs;
 pub mod ops;
 pub mod registry;
 pub mod ssh;
