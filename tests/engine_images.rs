@@ -89,12 +89,7 @@ fn staging_and_production_on_one_host_stay_apart_and_keep_their_pinned_image() {
     let ctx = Ctx::new("engine");
     let app = ctx.app("e2e-dest");
     let tag = format!("{}/berth-test/app:{}", tb.registry, unique("e2e-tag"));
-    let point_tag_at = |source: &str| {
-        tb.docker_ok("host1", &["pull", "-q", source]);
-        tb.docker_ok("host1", &["tag", source, &tag]);
-        tb.docker_ok("host1", &["push", &tag]);
-        tb.docker_ok("host1", &["rmi", &tag]);
-    };
+    let point_tag_at = |source: &str| tb.point_tag(&tag, source);
     point_tag_at(&tb.images.app_v1);
     let (staging_port, production_port) = (port(), port());
     let spec = |ns: &str, port: u16, greeting: &str| {
@@ -187,12 +182,7 @@ fn a_corrupt_status_never_resolves_a_moved_tag_again() {
     let app = ctx.app("e2e-pins");
     let ns = "prod";
     let tag = format!("{}/berth-test/app:{}", tb.registry, unique("e2e-pintag"));
-    let point_tag_at = |source: &str| {
-        tb.docker_ok("host1", &["pull", "-q", source]);
-        tb.docker_ok("host1", &["tag", source, &tag]);
-        tb.docker_ok("host1", &["push", &tag]);
-        tb.docker_ok("host1", &["rmi", &tag]);
-    };
+    let point_tag_at = |source: &str| tb.point_tag(&tag, source);
     point_tag_at(&tb.images.app_v1);
     ctx.apply("hosts.yaml", &unix_hosts(tb));
     let spec = AppSpec::new(&app, ns, &tag).role("web", RoleSpec::on(&["host1"]).cmd(HTTPD).health(WEB_HEALTH));

@@ -13,123 +13,22 @@
 //! The test holds [`Testbed::shared`].
 mod common;
 
-use std::fs::File;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicU16;
 use std::time::{Duration, Instant};
 
 use common::containers::{app_containers, snapshot};
+use common::etcd::PrivateEtcd;
 use common::operator::Operator;
-use common::ports::{free_port, host_port};
+use common::ports::host_port;
 use common::specs::{unix_hosts, web_app};
 use common::testbed::{secs, wait_until, Testbed};
-use common::world::{block_on, ready_at, Ctx};
-use etcd_client::Client;
+use common::world::{ready_at, Ctx};
 
 /// A host port no other test of this run publishes: `48000 + (pid % 100) * 40 + n`, n < 40 (the
 /// operator binaries share 40000..60000; the engine binaries use 20000..32000).
 fn port() -> u16 {
     static N: AtomicU16 = AtomicU16::new(0);
     host_port(&N, 48000, 100, 40, "operator_etcd")
-}
-
-/// An etcd of this test's own (same binary as the bed's), stopped and started at will.
-struct PrivateEtcd {
-    child: Option<Child>,
-    args: Vec<String>,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-impl PrivateEtcd {
-    fn start() -> PrivateEtcd {
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
-        let c = format!("http://127.0.0.1:{client}");
-        let p = format!("http://127.0.0.1:{peer}");
-        let data = dir.path().join("data");
-        let args: Vec<String> = [
-            "--name",
-            "op-e2e",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen-client-urls",
-            &c,
-            "--advertise-client-urls",
-            &c,
-            "--listen-peer-urls",
-            &p,
-            "--initial-advertise-peer-urls",
-            &p,
-            "--initial-cluster",
-            &format!("op-e2e={p}"),
-            "--initial-cluster-state",
-            "new",
-            "--logger",
-            "zap",
-            "--log-outputs",
-            "stderr",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let mut e = PrivateEtcd { child: None, args, endpoint: c, dir };
-        e.run();
-        e
-    }
-
-    fn run(&mut self) {
-        let log = File::options().create(true).append(true).open(self.dir.path().join("etcd.log")).unwrap();
-        let child = Command::new("/usr/bin/etcd")
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn etcd");
-        self.child = Some(child);
-        assert!(wait_until(secs(30), || self.answers()), "private etcd never answered\n{}", self.log());
-    }
-
-    fn answers(&self) -> bool {
-        let endpoint = self.endpoint.clone();
-        block_on(async move {
-            let attempt = async {
-                let mut c = Client::connect([endpoint], None).await.ok()?;
-                c.get("/", None).await.ok()
-            };
-            tokio::time::timeout(secs(2), attempt).await.ok().flatten().is_some()
-        })
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().unwrap().id().to_string()
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").args(["-s", sig, &self.pid()]).status().unwrap().success());
-    }
-
-    /// A hard kill; the data dir stays.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for PrivateEtcd {
-    fn drop(&mut self) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill").args(["-s", "CONT", &c.id().to_string()]).status();
-        }
-        self.kill();
-    }
 }
 
 /// Waits out an etcd outage of `secs` while checking, every second, that the operator lives, answers
@@ -157,7 +56,7 @@ fn ride_out(
 fn etcd_outage_keeps_the_operator_up_touches_no_container_and_later_changes_land() {
     let tb = Testbed::get();
     let _up = tb.shared();
-    let mut etcd = PrivateEtcd::start();
+    let mut etcd = PrivateEtcd::start("op-e2e");
     let ctx = Ctx::with_etcd("op", &etcd.endpoint);
     let app = ctx.app("op-etcd");
     let ns = "prod";

@@ -13,5 +13,6 @@ pub mod private_registry;
 pub mod run;
 pub mod specs;
 pub mod sshd;
+pub mod tags;
 pub mod testbed;
 pub mod world;
