@@ -23,6 +23,13 @@ pub async fn apply(global: &GlobalArgs, a: ApplyArgs) -> Result<(), Failure> {
     let loaded = spec::load_paths(&a.files)?;
     let store = connect(global).await?;
     let mut resources: Vec<Resource> = loaded.into_iter().map(|l| l.resource).collect();
+    if let Some(cause) = &a.cause {
+        for r in resources.iter_mut() {
+            if let Resource::App(app) = r {
+                app.metadata.annotations.insert(spec::CHANGE_CAUSE_ANNOTATION.to_string(), cause.clone());
+            }
+        }
+    }
     seal_secrets(&store, &mut resources).await?;
     let ordered: Vec<Resource> = hosts_first(&resources).into_iter().cloned().collect();
     store

@@ -138,6 +138,10 @@ pub enum Command {
         /// the others still open older seals); its recipients are published for `berth apply`/`seal`.
         #[arg(long, env = "BERTH_SEALING_KEY_FILE", value_name = "FILE")]
         sealing_key: Option<PathBuf>,
+        /// Generations kept in each App's history (`berth history`, `berth rollback`); older ones
+        /// are deleted. 0 records none.
+        #[arg(long, default_value_t = crate::engine::history::DEFAULT_HISTORY_LIMIT)]
+        history_limit: usize,
     },
     /// Rollouts of an App: `berth rollout retry` attempts a generation whose rollout was rolled back
     /// once more (berth never retries one on its own; a new spec is a new attempt too).
@@ -173,6 +177,12 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
         timeout: std::time::Duration,
     },
+    /// List an App's recorded generations (outcome, when, pinned images, change cause); with
+    /// --generation N -o yaml|json, show one with its spec.
+    History(HistoryArgs),
+    /// Write an earlier generation's spec back with the images it ran (its pins, even if the tags
+    /// moved since), as a new generation; default: the last Ready generation before the current one.
+    Rollback(RollbackArgs),
     /// Show an App's status as the last converge wrote it.
     Status {
         name: String,
@@ -281,6 +291,40 @@ pub struct ApplyArgs {
     #[arg(long, requires = "set")]
     pub force_adopt: bool,
     /// Then follow every applied App until the operator reports it Ready for this generation.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_arg)]
+    pub timeout: std::time::Duration,
+    /// Why: set as the annotation berth.dev/change-cause on every App applied (`berth history`
+    /// shows it with the generation).
+    #[arg(long, value_name = "TEXT")]
+    pub cause: Option<String>,
+}
+
+/// `berth history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    pub name: String,
+    #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Show this generation only (with -o yaml|json, its spec too).
+    #[arg(long)]
+    pub generation: Option<i64>,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `berth rollback`.
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    pub name: String,
+    #[arg(short = 'n', long, default_value = spec::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The recorded generation to go back to (see `berth history`).
+    #[arg(long, value_name = "N")]
+    pub to_generation: Option<i64>,
+    /// Then follow the App until the operator reports it Ready.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod diff;
 mod etcd_config;
+mod history;
 mod exec;
 mod logging;
 mod logs;
@@ -17,6 +18,7 @@ use clap::Parser;
 pub use args::{
     ApplyArgs, Cli, Command, DeleteWhat, DiffArgs, GetKind, GlobalArgs, LogFormat, OutputFormat, RolloutWhat,
 };
+pub use args::{HistoryArgs, RollbackArgs};
 
 use crate::spec;
 use crate::store::{Listing, Store, StoreError, Unreadable};
@@ -162,6 +164,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::History(h) => history::history(&cli.global, &h.name, &h.namespace, h.generation, h.output).await,
+        Command::Rollback(r) => {
+            let wait = r.wait.then_some(r.timeout);
+            history::rollback(&cli.global, &r.name, &r.namespace, r.to_generation, wait).await
+        }
         Command::Status { name, namespace, wait: true, timeout, .. } => {
             let store = connect(&cli.global).await?;
             commands::wait_ready(&store, &name, &namespace, timeout).await
@@ -178,7 +185,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Operator { concurrency, resync, lease_ttl, metrics_addr, identity, shutdown_grace, sealing_key } => {
+        Command::Operator {
+            concurrency,
+            resync,
+            lease_ttl,
+            metrics_addr,
+            identity,
+            shutdown_grace,
+            sealing_key,
+            history_limit,
+        } => {
             let identity = identity.unwrap_or_else(default_identity);
             let keyring = commands::load_keyring(sealing_key.as_deref())?.map(std::sync::Arc::new);
             let cfg = crate::controller::operator::OperatorConfig {
@@ -189,6 +205,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 identity,
                 shutdown_grace,
                 keyring,
+                history_limit,
             };
             let store = connect(&cli.global).await?;
             let (tx, rx) = tokio::sync::watch::channel(false);

@@ -40,6 +40,8 @@ pub struct OperatorConfig {
     pub shutdown_grace: Duration,
     /// Opens the Secrets Apps use; its recipients are published for sealing.
     pub keyring: Option<Arc<Keyring>>,
+    /// Generations kept in each App's history (`--history-limit`).
+    pub history_limit: usize,
 }
 
 /// Feeds the queue's counters into the `berth_workqueue_*` metrics.
@@ -61,6 +63,7 @@ impl QueueObserver for QueueMetrics {
 struct Shared {
     store: Store,
     keyring: Option<Arc<Keyring>>,
+    converge: engine::ConvergeOptions,
     reflector: Arc<Reflector>,
     queue: WorkQueue<AppKey>,
     pool: HostPool,
@@ -106,6 +109,7 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     }
     let shared = Arc::new(Shared {
         keyring: cfg.keyring.clone(),
+        converge: engine::ConvergeOptions { history_limit: cfg.history_limit },
         store: store.clone(),
         reflector: Arc::new(Reflector::default()),
         queue: WorkQueue::new(retry_backoff(), Box::new(QueueMetrics)),
@@ -299,7 +303,8 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
     let gate = leader::LeaseGate { leadership: shared.leadership.clone(), lease, stop: shared.stop.clone() };
     let result = async {
         let keyring = shared.keyring.as_deref();
-        let outcome = engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate, keyring).await?;
+        let outcome =
+            engine::converge_gated(&store, &shared.pool, &app, &hosts, &gate, keyring, &shared.converge).await?;
         let finished = finalizer::finish(&store, &app, &outcome).await?;
         Ok::<_, crate::store::StoreError>((outcome, finished))
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use tracing::{info, warn};
 
 use super::execute::Run;
+use super::history::{self, ConvergeOptions};
 use super::images::{resolve_images, Pins};
 use super::progress::{self, Progress};
 use super::rollout::{self, LastReady};
@@ -29,11 +30,12 @@ pub async fn converge(
     hosts: &[Host],
     keyring: Option<&Keyring>,
 ) -> Result<Outcome, StoreError> {
-    converge_gated(store, pool, app, hosts, &AlwaysOpen, keyring).await
+    converge_gated(store, pool, app, hosts, &AlwaysOpen, keyring, &ConvergeOptions::default()).await
 }
 
 /// [`converge`], starting each Docker action only while `gate` is open. `keyring` opens the
-/// App's Secrets (none: an App that uses one is Blocked, `SecretUnavailable`).
+/// App's Secrets (none: an App that uses one is Blocked, `SecretUnavailable`); `options` says how
+/// much history to keep.
 pub async fn converge_gated(
     store: &Store,
     pool: &HostPool,
@@ -41,6 +43,7 @@ pub async fn converge_gated(
     hosts: &[Host],
     gate: &dyn Gate,
     keyring: Option<&Keyring>,
+    options: &ConvergeOptions,
 ) -> Result<Outcome, StoreError> {
     let spec_app = &app.value;
     let (ns, name) = (spec_app.namespace(), spec_app.metadata.name.as_str());
@@ -174,6 +177,7 @@ pub async fn converge_gated(
     // A deleted App whose containers are gone gets no status: the finalizer removes its keys next.
     if !gone {
         store.put_status(ns, name, &status).await?;
+        history::record(store, spec_app, &pins, &status, options.history_limit).await?;
         if run.interrupted {
             info!(app = %name, namespace = %ns, "converge interrupted: status written, the next leader carries on");
         }

@@ -4,14 +4,15 @@
 //! One job a file: [`converge`](converge()) puts the steps together; `images` pins tags to digests;
 //! `execute` runs a plan's phases, `ensure` makes sure of images and networks on a host, `health`
 //! waits for containers to turn healthy; `status` derives the status document (pure); `progress`
-//! says what a converge waits for while it lasts; `rollout` holds failed rollouts; `gate` says
-//! whether Docker actions may still start.
+//! says what a converge waits for while it lasts; `rollout` holds failed rollouts; `history`
+//! records each generation's outcome; `gate` says whether Docker actions may still start.
 
 mod converge;
 mod ensure;
 mod execute;
 pub mod gate;
 mod health;
+pub mod history;
 pub mod images;
 pub mod progress;
 pub mod rollout;
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 
 pub use converge::{converge, converge_gated};
 pub use gate::{AlwaysOpen, Gate};
+pub use history::ConvergeOptions;
 pub use images::resolve_images;
 pub use status::{AppStatus, Condition, ContainerStatus, HostStatus, Phase, Reason, RolloutFailure};
 

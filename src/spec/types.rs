@@ -27,6 +27,11 @@ pub const REPIN_ANNOTATION: &str = "berth.dev/repin-requested-at";
 /// rollout on its own: each attempt would take the healthy old container down again.
 pub const ROLLOUT_RETRY_ANNOTATION: &str = "berth.dev/rollout-retry-requested-at";
 
+/// Annotation `berth apply --cause TEXT` (and `berth rollback`) sets: why this generation exists,
+/// shown by `berth history`. Unlike the other `berth.dev/` annotations an apply that changes the
+/// spec without one drops it, so a cause never describes a later change.
+pub const CHANGE_CAUSE_ANNOTATION: &str = "berth.dev/change-cause";
+
 /// Prefix of the annotations berth itself owns.
 pub const BERTH_ANNOTATION_PREFIX: &str = "berth.dev/";
 

@@ -110,9 +110,12 @@ impl Store {
                 prepare_write(&key, &shown, stored, a, |stored: &App, new: &mut App| {
                     new.metadata.generation = stored.metadata.generation;
                     // berth's own annotations (a `berth repin` request) survive a GitOps re-apply of
-                    // a file that does not mention them; a file that sets one wins.
+                    // a file that does not mention them; a file that sets one wins. A change cause
+                    // describes one spec change: a new spec without one drops the old one.
+                    let new_spec = stored.spec != new.spec;
                     for (k, v) in &stored.metadata.annotations {
-                        if k.starts_with(crate::spec::BERTH_ANNOTATION_PREFIX) {
+                        let stale_cause = new_spec && k == crate::spec::CHANGE_CAUSE_ANNOTATION;
+                        if k.starts_with(crate::spec::BERTH_ANNOTATION_PREFIX) && !stale_cause {
                             new.metadata.annotations.entry(k.clone()).or_insert_with(|| v.clone());
                         }
                     }

@@ -70,6 +70,17 @@ impl Keys {
         format!("{}/pins/{}/{}", self.prefix, namespace, name)
     }
 
+    /// One recorded generation of an App (`berth history`, `berth rollback`): its spec, pins and
+    /// outcome. Holds env values, so only `berth history --generation N -o yaml|json` prints one.
+    pub fn history(&self, namespace: &str, name: &str, generation: i64) -> String {
+        format!("{}{}", self.history_prefix(namespace, name), generation)
+    }
+
+    /// Every recorded generation of one App (the trailing slash keeps `shop` from matching `shop2`).
+    pub fn history_prefix(&self, namespace: &str, name: &str) -> String {
+        format!("{}/history/{}/{}/", self.prefix, namespace, name)
+    }
+
     /// A Secret: sealed values only, never plain ones.
     pub fn secret(&self, namespace: &str, name: &str) -> String {
         format!("{}/secrets/{}/{}", self.prefix, namespace, name)
@@ -137,6 +148,8 @@ mod tests {
         assert_eq!(k.last_ready("production", "shop"), "/berth/lastready/apps/production/shop");
         assert_eq!(k.pins("production", "shop"), "/berth/pins/production/shop");
         assert_eq!(k.applyset("web"), "/berth/applysets/web");
+        assert_eq!(k.history("production", "shop", 3), "/berth/history/production/shop/3");
+        assert_eq!(k.history_prefix("production", "shop"), "/berth/history/production/shop/");
     }
 
     #[test]

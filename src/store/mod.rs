@@ -11,6 +11,7 @@ mod applyset;
 mod client;
 mod config;
 mod error;
+mod history;
 pub mod keys;
 mod lease;
 mod listing;
@@ -92,7 +93,7 @@ impl Store {
         self.get_json(&self.keys.host(name)).await
     }
 
-    /// Final step of an App's deletion: its spec, status, pins and last Ready keys go, and only if the spec is still the one
+    /// Final step of an App's deletion: its spec, status, pins, last Ready and history keys go, and only if the spec is still the one
     /// whose containers were removed (a re-created App is never deleted by a stale finalizer).
     pub async fn remove_app_keys(&self, namespace: &str, name: &str, mod_revision: i64) -> Result<bool, StoreError> {
         let key = self.keys.app(namespace, name);
@@ -103,6 +104,10 @@ impl Store {
                 TxnOp::delete(self.keys.status(namespace, name), None),
                 TxnOp::delete(self.keys.last_ready(namespace, name), None),
                 TxnOp::delete(self.keys.pins(namespace, name), None),
+                TxnOp::delete(
+                    self.keys.history_prefix(namespace, name),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                ),
             ],
         )
         .await
