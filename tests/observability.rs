@@ -50,7 +50,7 @@ const ALERTS: [&str; 7] = [
 ];
 
 /// The metric families README "Metrics" promises.
-const CONTRACT: [&str; 19] = [
+const CONTRACT: [&str; 21] = [
     "berth_reconcile_total",
     "berth_reconcile_duration_seconds",
     "berth_reconcile_errors_total",
@@ -64,6 +64,8 @@ const CONTRACT: [&str; 19] = [
     "berth_container_actions_total",
     "berth_drift_repairs_total",
     "berth_pruned_containers_total",
+    "berth_images_removed_total",
+    "berth_image_bytes_reclaimed_total",
     "berth_host_up",
     "berth_docker_request_duration_seconds",
     "berth_docker_request_errors_total",

@@ -142,6 +142,11 @@ pub enum Command {
         /// are deleted. 0 records none.
         #[arg(long, default_value_t = crate::engine::history::DEFAULT_HISTORY_LIMIT)]
         history_limit: usize,
+        /// Images berth pulled are removed from a host once unused and not among the last N pulled
+        /// there for any app and namespace (a rollback to those never waits for a pull).
+        #[arg(long, default_value_t = crate::controller::image_gc::DEFAULT_RETENTION,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        image_retention: usize,
     },
     /// Rollouts of an App: `berth rollout retry` attempts a generation whose rollout was rolled back
     /// once more (berth never retries one on its own; a new spec is a new attempt too).

@@ -194,7 +194,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             shutdown_grace,
             sealing_key,
             history_limit,
+            image_retention,
         } => {
+            crate::controller::image_gc::set_retention(image_retention);
             let identity = identity.unwrap_or_else(default_identity);
             let keyring = commands::load_keyring(sealing_key.as_deref())?.map(std::sync::Arc::new);
             let cfg = crate::controller::operator::OperatorConfig {

@@ -223,6 +223,10 @@ async fn resync(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Recei
         for key in all_keys(&shared) {
             shared.queue.add_if_idle(key);
         }
+        let lease = *shared.leadership.borrow();
+        if let Some(lease) = lease {
+            super::image_gc::collect(&shared.store.fenced(lease), &shared.pool, &shared.reflector.hosts(), true).await;
+        }
     }
 }
 
@@ -321,6 +325,9 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
         }
         Ok((outcome, false)) => {
             m.record_reconcile(name, ns, record(&outcome, generation, started.elapsed()));
+            if outcome.actions.get("pull").is_some_and(|&n| n > 0) {
+                super::image_gc::collect(&store, &shared.pool, &hosts, false).await;
+            }
             // A failed rollout held at its last Ready generation has nothing to retry: backing off
             // and trying again is exactly what would take the healthy containers down again.
             Reconciled::Converged { settled: outcome.settled }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod events;
 pub mod exec;
 pub mod files;
+pub mod images;
 pub mod liveness;
 pub mod logs;
 pub mod ops;

@@ -26,6 +26,10 @@ impl Run<'_> {
             return Ok(false);
         }
         let pulled = ops::pull(c, image, crate::docker::auth_for(image, self.registries)).await?;
+        if pulled && pinned {
+            // Only what berth pulled is ever cleaned up again (`controller::image_gc`).
+            crate::docker::images::note_pull(&c.name, image, self.app.namespace(), &self.app.metadata.name);
+        }
         if pinned {
             self.pool.cache(&c.name).add_image(image);
         }

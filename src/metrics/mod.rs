@@ -32,6 +32,8 @@ pub struct Metrics {
     pub container_actions: IntCounterVec,
     pub drift_repairs: IntCounterVec,
     pub pruned_containers: IntCounterVec,
+    pub images_removed: IntCounterVec,
+    pub image_bytes_reclaimed: IntCounterVec,
     pub host_up: IntGaugeVec,
     pub docker_request_duration: HistogramVec,
     pub docker_request_errors: IntCounterVec,
@@ -153,6 +155,18 @@ impl Metrics {
                 "Containers removed because they left the spec.",
                 &["app", "namespace"],
             ),
+            images_removed: counter_vec(
+                &r,
+                "berth_images_removed_total",
+                "Images berth pulled and removed again once unused and past the retention.",
+                &["host"],
+            ),
+            image_bytes_reclaimed: counter_vec(
+                &r,
+                "berth_image_bytes_reclaimed_total",
+                "Bytes of the images berth removed.",
+                &["host"],
+            ),
             host_up: gauge_vec(&r, "berth_host_up", "1 when the host's Docker API answers.", &["host"]),
             docker_request_duration: histogram_vec(
                 &r,
@@ -186,6 +200,8 @@ impl Metrics {
         for a in ACTIONS {
             self.container_actions.with_label_values(&[host, a]);
         }
+        self.images_removed.with_label_values(&[host]);
+        self.image_bytes_reclaimed.with_label_values(&[host]);
     }
 
     /// Makes an app's series exist (at 0) as soon as the app is known.
@@ -245,6 +261,8 @@ impl Metrics {
     /// Drops every series of a deleted host.
     pub fn host_gone(&self, host: &str) {
         let _ = self.host_up.remove_label_values(&[host]);
+        let _ = self.images_removed.remove_label_values(&[host]);
+        let _ = self.image_bytes_reclaimed.remove_label_values(&[host]);
         for a in ACTIONS {
             let _ = self.container_actions.remove_label_values(&[host, a]);
         }

@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod error;
 mod history;
+mod images;
 pub mod keys;
 mod lease;
 mod listing;

@@ -1,0 +1,124 @@
+//! The operator's image clean-up: records the pulls berth made per host in etcd, then removes, per
+//! host, the recorded images no container uses and no app keeps among its last `--image-retention`
+//! pulls there ([`super::image_choice`]). Runs after a converge that pulled, and on resync.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use tracing::{info, warn};
+
+use super::image_choice::{choose, HostImages};
+use crate::docker::images::{self, PullNote};
+use crate::docker::HostPool;
+use crate::spec::Host;
+use crate::store::{Store, StoreError};
+
+/// Pulls of each app kept per host unless the operator says otherwise.
+pub const DEFAULT_RETENTION: usize = 3;
+
+static RETENTION: OnceLock<usize> = OnceLock::new();
+
+/// One clean-up at a time: each reads and rewrites a host's record.
+static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Sets `--image-retention` once, at operator start.
+pub fn set_retention(n: usize) {
+    let _ = RETENTION.set(n);
+}
+
+fn retention() -> usize {
+    *RETENTION.get().unwrap_or(&DEFAULT_RETENTION)
+}
+
+/// Records the pulls noted since the last run, then cleans up the hosts they were on (`all`: every
+/// host, as on resync). `store` is the leader's fenced store; a store error leaves the rest for the
+/// next run.
+pub async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool) {
+    let _one = RUNNING.lock().await;
+    let notes = images::take_pulls();
+    let mut scope: BTreeSet<String> = notes.iter().map(|n| n.host.clone()).collect();
+    if let Err(e) = record(store, notes).await {
+        warn!(error = %e, "cannot record the images berth pulled; trying again later");
+        return;
+    }
+    if all {
+        scope.extend(hosts.iter().map(|h| h.metadata.name.clone()));
+    }
+    for host in hosts.iter().filter(|h| scope.contains(&h.metadata.name)) {
+        if let Err(e) = clean_host(store, pool, host).await {
+            warn!(host = %host.metadata.name, error = %e, "image clean-up stopped on this host");
+        }
+    }
+}
+
+/// Adds the noted pulls to each host's record; on failure the notes go back for the next run.
+async fn record(store: &Store, notes: Vec<PullNote>) -> Result<(), StoreError> {
+    let mut by_host: BTreeMap<String, Vec<PullNote>> = BTreeMap::new();
+    for n in notes {
+        by_host.entry(n.host.clone()).or_default().push(n);
+    }
+    let mut hosts = by_host.into_iter();
+    while let Some((host, notes)) = hosts.next() {
+        let result = async {
+            let mut rec: HostImages = store.get_host_images(&host).await?.unwrap_or_default();
+            for n in &notes {
+                rec.note(&n.image, &n.namespace, &n.app);
+            }
+            store.put_host_images(&host, &rec).await
+        }
+        .await;
+        if let Err(e) = result {
+            images::return_pulls(notes.into_iter().chain(hosts.flat_map(|(_, n)| n)).collect());
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Why one host's clean-up stopped.
+#[derive(Debug, thiserror::Error)]
+enum CleanError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Docker(#[from] crate::docker::DockerError),
+}
+
+async fn clean_host(store: &Store, pool: &HostPool, host: &Host) -> Result<(), CleanError> {
+    let name = host.metadata.name.as_str();
+    let Some(mut rec) = store.get_host_images::<HostImages>(name).await? else { return Ok(()) };
+    if !rec.beyond_retention(retention()) {
+        return Ok(());
+    }
+    let client = pool.client(host).await?;
+    let refs: Vec<&str> = rec.images.iter().map(|p| p.image.as_str()).collect();
+    let found = images::inspect_images(&client, &refs).await?;
+    let on_host = found.iter().map(|(r, f)| (r.clone(), f.as_ref().map(|(id, _)| id.clone()))).collect();
+    let in_use = images::images_in_use(&client).await?;
+    let choice = choose(&rec, retention(), &on_host, &in_use);
+    let before = rec.clone();
+    for image in &choice.gone {
+        rec.forget(image);
+    }
+    let m = crate::metrics::global();
+    for image in &choice.remove {
+        let removed = images::remove_image(&client, image).await;
+        pool.cache(name).forget_image(image);
+        match removed {
+            Ok(deleted) => {
+                rec.forget(image);
+                if deleted {
+                    let bytes = found.get(image).cloned().flatten().map_or(0, |(_, size)| size);
+                    m.images_removed.with_label_values(&[name]).inc();
+                    m.image_bytes_reclaimed.with_label_values(&[name]).inc_by(bytes);
+                    info!(host = name, image = %image, bytes, "removed an image berth pulled");
+                }
+            }
+            Err(e) => warn!(host = name, image = %image, error = %e, "cannot remove an image berth pulled"),
+        }
+    }
+    if rec != before {
+        store.put_host_images(name, &rec).await?;
+    }
+    Ok(())
+}

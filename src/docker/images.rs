@@ -1,0 +1,71 @@
+//! The image calls of berth's clean-up, and the log of the pulls berth made (the engine notes each
+//! pull here; the operator takes the notes and records them in etcd per host).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bollard::query_parameters::{ListContainersOptions, RemoveImageOptions};
+
+use super::connect::{DockerError, HostClient};
+
+/// One pull berth made: a pinned image on a host, for an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullNote {
+    pub host: String,
+    pub image: String,
+    pub namespace: String,
+    pub app: String,
+}
+
+/// Pulls noted since the operator last took them.
+static PULLS: parking_lot::Mutex<Vec<PullNote>> = parking_lot::Mutex::new(Vec::new());
+
+/// Notes that berth pulled `image` onto `host` for an app: only such images are ever removed.
+pub fn note_pull(host: &str, image: &str, namespace: &str, app: &str) {
+    let note = PullNote { host: host.into(), image: image.into(), namespace: namespace.into(), app: app.into() };
+    PULLS.lock().push(note);
+}
+
+/// The pulls noted since the last call.
+pub fn take_pulls() -> Vec<PullNote> {
+    std::mem::take(&mut *PULLS.lock())
+}
+
+/// Puts back pulls that could not be recorded, so the next clean-up records them.
+pub fn return_pulls(notes: Vec<PullNote>) {
+    PULLS.lock().extend(notes);
+}
+
+/// What the host holds of each reference: (image id, size in bytes), or `None` once it is gone.
+pub async fn inspect_images(
+    client: &HostClient,
+    images: &[&str],
+) -> Result<BTreeMap<String, Option<(String, u64)>>, DockerError> {
+    let mut out = BTreeMap::new();
+    for image in images {
+        let found = match client.call("inspect image", client.docker.inspect_image(image)).await {
+            Ok(i) => i.id.map(|id| (id, i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        out.insert(image.to_string(), found);
+    }
+    Ok(out)
+}
+
+/// The image ids of every container on the host, berth's or anyone's, running or not.
+pub async fn images_in_use(client: &HostClient) -> Result<BTreeSet<String>, DockerError> {
+    let options = ListContainersOptions { all: true, ..Default::default() };
+    let list = client.call("list containers", client.docker.list_containers(Some(options))).await?;
+    Ok(list.into_iter().filter_map(|c| c.image_id).collect())
+}
+
+/// Removes one reference without force: an image that other references (a tag someone pulled by
+/// hand) or a container still hold is only untagged or refused. Says whether the image itself went.
+pub async fn remove_image(client: &HostClient, image: &str) -> Result<bool, DockerError> {
+    let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+    match client.call(&format!("remove image {image}"), client.docker.remove_image(image, Some(options), None)).await {
+        Ok(items) => Ok(items.iter().any(|i| i.deleted.is_some())),
+        Err(e) if e.is_not_found() || e.status == Some(409) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
