@@ -156,13 +156,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Converge { name, namespace } => commands::converge(&cli.global, &name, &namespace).await,
         Command::Repin { name, namespace, wait, timeout } => {
-            let store = connect(&cli.global).await?;
-            let at = store.request_repin(&namespace, &name).await?;
-            println!("app/{name} -n {namespace} repin requested at {at}");
-            if wait {
-                commands::wait_ready(&store, &name, &namespace, timeout).await?;
-            }
-            Ok(())
+            request(&cli.global, &name, &namespace, Request::Repin, wait.then_some(timeout)).await
         }
         Command::History(h) => history::history(&cli.global, &h.name, &h.namespace, h.generation, h.output).await,
         Command::Rollback(r) => {
@@ -177,13 +171,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             commands::status(&cli.global, &name, &namespace, output).await
         }
         Command::Rollout { what: RolloutWhat::Retry { name, namespace, wait, timeout } } => {
-            let store = connect(&cli.global).await?;
-            let at = store.request_rollout_retry(&namespace, &name).await?;
-            println!("app/{name} -n {namespace} rollout retry requested at {at}");
-            if wait {
-                commands::wait_ready(&store, &name, &namespace, timeout).await?;
-            }
-            Ok(())
+            request(&cli.global, &name, &namespace, Request::RolloutRetry, wait.then_some(timeout)).await
         }
         Command::Operator {
             concurrency,
@@ -254,6 +242,33 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+/// A request the operator answers through an annotation on the App.
+enum Request {
+    Repin,
+    RolloutRetry,
+}
+
+/// Writes the request, prints its token and, with `--wait`, follows the App until the operator has
+/// answered it (Ready, or settled failing).
+async fn request(
+    global: &GlobalArgs,
+    name: &str,
+    namespace: &str,
+    what: Request,
+    wait: Option<std::time::Duration>,
+) -> Result<(), Failure> {
+    let store = connect(global).await?;
+    let (at, words) = match what {
+        Request::Repin => (store.request_repin(namespace, name).await?, "repin"),
+        Request::RolloutRetry => (store.request_rollout_retry(namespace, name).await?, "rollout retry"),
+    };
+    println!("app/{name} -n {namespace} {words} requested at {at}");
+    if let Some(timeout) = wait {
+        commands::wait_ready(&store, name, namespace, timeout).await?;
+    }
+    Ok(())
 }
 
 /// Connects with the global flags (TLS files and user checked first: exit 1); the error already

@@ -50,12 +50,7 @@ pub async fn containers(
             Some(AppContainer {
                 component: labels::component_of(&labels)?,
                 id: c.id.unwrap_or_default(),
-                name: c
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_string())
-                    .unwrap_or_default(),
+                name: super::ops::name_of(c.names),
                 running: c.state.map(|s| s.to_string()) == Some("running".to_string()),
                 created: c.created.unwrap_or_default(),
             })

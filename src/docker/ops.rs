@@ -32,6 +32,11 @@ const DEFAULT_STOP_SECS: u64 = 10;
 ///
 /// Only managed objects are listed: the planner never needs to see anything else, and an unmanaged
 /// container can never end up in an action if it is never in the observation.
+/// A listed container's name without Docker's leading `/`.
+pub fn name_of(names: Option<Vec<String>>) -> String {
+    names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default()
+}
+
 pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError> {
     let filter = format!("{}={}", labels::MANAGED_BY, labels::MANAGED_BY_VALUE);
     let options = ListContainersOptions {
@@ -44,12 +49,7 @@ pub async fn observe(client: &HostClient) -> Result<HostObservation, DockerError
         .into_iter()
         .map(|c| ObservedContainer {
             id: c.id.unwrap_or_default(),
-            name: c
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default(),
+            name: name_of(c.names),
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             state: state_of(c.state),
             health: health_of(c.status.as_deref().unwrap_or_default()),
