@@ -55,7 +55,7 @@ pub async fn plan(
         None => store.get_status::<AppStatus>(ns, name).await.unwrap_or(None).as_ref().map(Pins::from_status),
     };
     // Registry credentials are the operator's to open: a private image is resolved as the hosts can.
-    let images = engine::resolve_images(&app, &hosts, pins.as_ref(), &observation.clients, &[])
+    let images = engine::resolve_images(&app, &hosts, pins.as_ref(), &observation.clients, &Default::default())
         .await
         .map_err(|e| Failure::new(ExitCode::NotReady, e))?;
     // Secret values stay sealed: the plan needs only their revisions (what the config hash covers).

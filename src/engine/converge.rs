@@ -74,7 +74,10 @@ pub async fn converge_gated(
     let pins = match (&unavailable, &last_ready) {
         (Some(why), _) => Err(why.clone()),
         (None, Some(lr)) => Ok(lr.images.clone()),
-        (None, None) => pin(store, &effective, hosts, previous.as_ref(), &observation, &opened.registries).await?,
+        (None, None) => {
+            let auths = secrets::pull_auths(&effective, &opened, &BTreeMap::new());
+            pin(store, &effective, hosts, previous.as_ref(), &observation, &auths).await?
+        }
     };
     timings.mark("resolve");
     let (pins, prepared) = match pins {
@@ -91,7 +94,8 @@ pub async fn converge_gated(
     timings.mark("plan");
     let progress = Progress::default();
     let mut run = Run::new(&effective, &observation, pool, &progress, gate, &desired);
-    run.registries = &opened.registries;
+    let auths = secrets::pull_auths(&effective, &opened, &pins);
+    run.registries = &auths;
     if let Some(mut p) = plan {
         if failure.is_some() && last_ready.is_none() {
             rollout::hold_replaces(&mut p, &observation.hosts);
@@ -196,7 +200,7 @@ async fn pin(
     hosts: &[Host],
     previous: Option<&AppStatus>,
     observation: &Observation,
-    registries: &[crate::docker::RegistryAuth],
+    registries: &secrets::PullAuths,
 ) -> Result<Result<BTreeMap<String, String>, String>, StoreError> {
     let (ns, name) = (app.namespace(), app.metadata.name.as_str());
     if app.metadata.deletion_timestamp.is_some() {

@@ -25,7 +25,8 @@ impl Run<'_> {
             self.images_ready.lock().insert(key);
             return Ok(false);
         }
-        let pulled = ops::pull(c, image, crate::docker::auth_for(image, self.registries)).await?;
+        let auths = self.registries.get(image).map_or(&[][..], Vec::as_slice);
+        let pulled = ops::pull(c, image, crate::docker::auth_for(image, auths)).await?;
         if pulled && pinned {
             // Only what berth pulled is ever cleaned up again (`controller::image_gc`).
             crate::docker::images::note_pull(&c.name, image, self.app.namespace(), &self.app.metadata.name);

@@ -15,6 +15,9 @@ use crate::docker::{ops, DockerError, HostClient, HostPool, Observation};
 use crate::plan::{Action, DesiredContainer, DesiredState, Plan};
 use crate::spec::App;
 
+/// No credentials: until the converge sets the App's.
+static EMPTY_AUTHS: &super::secrets::PullAuths = &std::collections::BTreeMap::new();
+
 /// The mutable record of one converge: errors per host, blocked roles, rollbacks, action counts.
 pub(super) struct Run<'a> {
     pub(super) app: &'a App,
@@ -53,7 +56,7 @@ pub(super) struct Run<'a> {
     /// container fails at once instead of waiting a second health timeout.
     pub(super) failed_waits: parking_lot::Mutex<BTreeMap<(String, String), String>>,
     /// Registry credentials from the App's imagePullSecrets, chosen per image by its registry.
-    pub(super) registries: &'a [crate::docker::RegistryAuth],
+    pub(super) registries: &'a super::secrets::PullAuths,
 }
 
 /// One replace that was rolled back: the new container never turned healthy.
@@ -96,7 +99,7 @@ impl<'a> Run<'a> {
             interrupted: false,
             progress,
             failed_waits: parking_lot::Mutex::new(BTreeMap::new()),
-            registries: &[],
+            registries: EMPTY_AUTHS,
         }
     }
 

@@ -37,7 +37,7 @@ pub async fn resolve_images(
     hosts: &[Host],
     previous: Option<&Pins>,
     clients: &BTreeMap<String, HostClient>,
-    registries: &[crate::docker::RegistryAuth],
+    registries: &super::secrets::PullAuths,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (host, refs) in plan::images_needed(app, hosts) {
@@ -55,7 +55,8 @@ pub async fn resolve_images(
         for host in &needing {
             let Some(client) = clients.get(host) else { continue };
             // The App's imagePullSecrets whose server is this image's registry, if any.
-            match ops::resolve_image(client, &reference, crate::docker::auth_for(&reference, registries)).await {
+            let auths = registries.get(&reference).map_or(&[][..], Vec::as_slice);
+            match ops::resolve_image(client, &reference, crate::docker::auth_for(&reference, auths)).await {
                 Ok(p) => return (reference, Ok(p)),
                 Err(e) => last_error = e.to_string(),
             }

@@ -3,7 +3,7 @@
 //! `imagePullSecrets`. A Secret or key that is missing, or that this operator cannot open, makes
 //! the App `Blocked` (reason `SecretUnavailable`) naming it; nothing else of the App runs then.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::docker::RegistryAuth;
 use crate::plan::{ResolvedSecret, SecretValues};
@@ -16,8 +16,37 @@ use crate::store::{Store, StoreError};
 pub struct Opened {
     /// Env and file values by reference, with their Secrets' revisions.
     pub values: SecretValues,
-    /// Credentials of every `imagePullSecrets` entry (the App's and its accessories').
-    pub registries: Vec<RegistryAuth>,
+    /// Credentials of every `imagePullSecrets` entry (the App's and its accessories'), by Secret name.
+    pub registries: BTreeMap<String, RegistryAuth>,
+}
+
+/// Registry credentials per image reference: the App's `imagePullSecrets` serve its image and every
+/// accessory's; an accessory's own serve its image only (and come first). A pinned reference gets
+/// the list of the reference it was resolved from.
+pub type PullAuths = BTreeMap<String, Vec<RegistryAuth>>;
+
+/// [`PullAuths`] for the App's images, with `pins` (spec reference → pinned) added.
+pub fn pull_auths(app: &App, opened: &Opened, pins: &BTreeMap<String, String>) -> PullAuths {
+    let named = |names: &[String]| -> Vec<RegistryAuth> {
+        names.iter().filter_map(|n| opened.registries.get(n).cloned()).collect()
+    };
+    let app_level = named(&app.spec.image_pull_secrets);
+    let mut out = PullAuths::new();
+    out.entry(app.spec.image.clone()).or_default().extend(app_level.iter().cloned());
+    for a in app.spec.accessories.values() {
+        let list = out.entry(a.image.clone()).or_default();
+        for auth in named(&a.image_pull_secrets).into_iter().chain(app_level.iter().cloned()) {
+            if !list.contains(&auth) {
+                list.push(auth);
+            }
+        }
+    }
+    for (reference, pinned) in pins {
+        if let Some(list) = out.get(reference).cloned() {
+            out.insert(pinned.clone(), list);
+        }
+    }
+    out
 }
 
 /// Opens every Secret value the App uses. `Ok(Err(why))` is the App's problem (a missing Secret or
@@ -51,7 +80,7 @@ pub async fn open(store: &Store, app: &App, keyring: Option<&Keyring>) -> Result
             }
         }
         let [server, username, password]: [String; 3] = fields.try_into().expect("three registry keys");
-        opened.registries.push(RegistryAuth { server, username, password });
+        opened.registries.insert(name.clone(), RegistryAuth { server, username, password });
     }
     Ok(Ok(opened))
 }
@@ -121,4 +150,35 @@ fn pull_secrets(app: &App) -> Vec<String> {
         out.extend(a.image_pull_secrets.iter().filter(|n| !out.contains(n)).cloned().collect::<Vec<_>>());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(server: &str) -> RegistryAuth {
+        RegistryAuth { server: server.into(), username: "u".into(), password: "p".into() }
+    }
+
+    #[test]
+    fn an_accessorys_credentials_serve_its_image_only_and_the_apps_serve_every_image() {
+        let app: App = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "App", "metadata": {"name": "shop"},
+            "spec": {
+                "image": "reg.a/shop:1", "imagePullSecrets": ["app-cred"],
+                "roles": {"web": {"hosts": ["h1"]}},
+                "accessories": {"db": {"image": "reg.b/db:16", "hosts": ["h1"], "imagePullSecrets": ["db-cred"]}}
+            }
+        }))
+        .unwrap();
+        let opened = Opened {
+            values: SecretValues::new(),
+            registries: BTreeMap::from([("app-cred".into(), auth("reg.a")), ("db-cred".into(), auth("reg.b"))]),
+        };
+        let pins = BTreeMap::from([("reg.a/shop:1".to_string(), "reg.a/shop@sha256:aa".to_string())]);
+        let by_image = pull_auths(&app, &opened, &pins);
+        assert_eq!(by_image["reg.a/shop:1"], vec![auth("reg.a")], "the accessory's credentials stay with it");
+        assert_eq!(by_image["reg.b/db:16"], vec![auth("reg.b"), auth("reg.a")]);
+        assert_eq!(by_image["reg.a/shop@sha256:aa"], vec![auth("reg.a")], "a pin inherits its reference's");
+    }
 }
