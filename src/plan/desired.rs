@@ -11,10 +11,11 @@ use crate::spec::{
     ParsedWorkload, Role, RoleLimits, RolloutPolicy, SecretKeyRef, SecretValue,
 };
 
+use super::error::PlanError;
 use super::labels::{self, Component};
 use super::types::{
-    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, PlanError, PortMapping,
-    ResolvedSecret, SecretEnv, SecretValues, VolumeMount,
+    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, PortMapping, ResolvedSecret,
+    SecretEnv, SecretValues, VolumeMount,
 };
 
 /// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use crate::spec::{App, Host};
 
 use super::desired::DesiredState;
+use super::error::PlanError;
 use super::labels::{self, Component};
-use super::types::{
-    Action, ContainerState, ContainerTemplate, DesiredContainer, HostObservation, ObservedContainer, Plan, PlanError,
-    RoleStep,
-};
+use super::observed::{ContainerState, HostObservation, ObservedContainer};
+use super::types::{Action, ContainerTemplate, DesiredContainer, Plan, RoleStep};
 
 /// One desired container, not yet made out of its component's template.
 struct Want<'t> {

@@ -14,6 +14,8 @@ pub mod labels;
 
 mod desired;
 mod diff;
+mod error;
+mod observed;
 mod simulate;
 mod types;
 
@@ -23,11 +25,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::spec::{App, Host};
 
 pub use desired::DesiredState;
+pub use error::PlanError;
 pub use labels::Component;
+pub use observed::{ContainerState, Health, HostObservation, ObservedContainer, ObservedNetwork};
 pub use types::{
-    Action, ContainerFile, ContainerState, ContainerTemplate, DesiredContainer, Health, HealthcheckConfig,
-    HostObservation, ObservedContainer, ObservedNetwork, Plan, PlanError, ResolvedSecret, RoleStep, SecretEnv,
-    SecretValues,
+    Action, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, Plan, ResolvedSecret, RoleStep,
+    SecretEnv, SecretValues,
 };
 /// The parsed spec forms a [`DesiredContainer`] carries, re-exported so the engine needs one import.
 pub use types::{PortMapping, Protocol, RestartPolicy, VolumeMount};

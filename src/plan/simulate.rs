@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::labels;
-use super::types::{
-    Action, ContainerState, DesiredContainer, Health, HostObservation, ObservedContainer, ObservedNetwork, Plan,
-};
+use super::observed::{ContainerState, Health, HostObservation, ObservedContainer, ObservedNetwork};
+use super::types::{Action, DesiredContainer, Plan};
 
 pub(crate) fn simulate(plan: &Plan, observed: &mut BTreeMap<String, HostObservation>) {
     for action in plan.actions() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 use crate::spec::{SecretKeyRef, SecretValue};
 
@@ -199,37 +199,6 @@ pub struct ContainerTemplate {
     pub hash: String,
 }
 
-// ---------------------------------------------------------------------------------------------
-// Observed state
-// ---------------------------------------------------------------------------------------------
-
-/// Docker's container states, as the planner needs to distinguish them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContainerState {
-    /// Created but never started.
-    Created,
-    /// Up.
-    Running,
-    /// Crash-looping under its restart policy; Docker is already acting on it.
-    Restarting,
-    /// Frozen by someone; berth leaves it as is.
-    Paused,
-    /// Stopped or finished.
-    Exited,
-    /// Failed removal; Docker may refuse to start it.
-    Dead,
-    /// Being removed right now; the planner waits for it to go.
-    Removing,
-}
-
-impl ContainerState {
-    /// Up from berth's point of view: it neither needs a Start nor a Stop-before-remove skip.
-    pub fn is_up(self) -> bool {
-        matches!(self, ContainerState::Running | ContainerState::Restarting | ContainerState::Paused)
-    }
-}
-
 /// A Secret's value as a converge may use it, with the revision (etcd `mod_revision`) its users'
 /// config hash covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,72 +224,6 @@ pub struct ContainerFile {
     /// What the file holds; never serialized.
     #[serde(skip)]
     pub contents: SecretValue,
-}
-
-/// Docker healthcheck status of a container that has a healthcheck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// Within the start period, or not yet checked.
-    Starting,
-    /// Last checks passed.
-    Healthy,
-    /// Failed `retries` times in a row.
-    Unhealthy,
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Health::Starting => "starting",
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-        })
-    }
-}
-
-/// A container as listed by Docker on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObservedContainer {
-    /// Docker container id; actions on existing containers address them by id, not name.
-    pub id: String,
-    /// Name without Docker's leading `/`.
-    pub name: String,
-    /// All labels; ownership is decided from these alone.
-    pub labels: BTreeMap<String, String>,
-    /// Lifecycle state.
-    pub state: ContainerState,
-    /// `None` when the container has no healthcheck.
-    pub health: Option<Health>,
-    /// Image reference the container was created from.
-    pub image: String,
-    /// Creation time (unix seconds); decides which of several leftovers is newest.
-    pub created: i64,
-}
-
-/// A network as listed by Docker on one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObservedNetwork {
-    /// Network name.
-    pub name: String,
-    /// Labels; only a network labelled for this app+namespace is ever removed.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Everything seen on one host in one observation pass.
-///
-/// An unreachable host (or a host missing from the observation map) is one the planner cannot
-/// see, so it plans nothing there — least of all removals.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct HostObservation {
-    /// Whether the Docker API answered; if not, the lists are meaningless.
-    pub reachable: bool,
-    /// berth's containers on the host (labelled `managed-by=berth`), of every app: the caller keeps
-    /// its own app's. Nothing else is listed, so a foreign container can never reach a plan.
-    pub containers: Vec<ObservedContainer>,
-    /// berth's networks on the host (labelled `managed-by=berth`), of every app.
-    pub networks: Vec<ObservedNetwork>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -552,59 +455,4 @@ impl fmt::Display for Plan {
         }
         Ok(())
     }
-}
-
-/// Why no plan could be made. Each names the offending part of the spec so `berth plan` can say
-/// exactly what to fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    /// The engine did not resolve an image the spec uses; planning with a tag would make the hash
-    /// (and thus replacements) depend on whatever the tag points to today.
-    #[error("image {image:?} was not resolved to a pinned reference")]
-    UnresolvedImage {
-        /// The reference as written in the spec.
-        image: String,
-    },
-    /// A role or accessory lists a host that is not a Host resource.
-    #[error("{component} lists unknown host {host:?}")]
-    UnknownHost {
-        /// `role/web` or `accessory/db`.
-        component: String,
-        /// The host name as written in the spec.
-        host: String,
-    },
-    /// `dependsOn` names an accessory the app does not have.
-    #[error("role/{role} depends on unknown accessory {accessory:?}")]
-    UnknownAccessory {
-        /// The role whose `dependsOn` is wrong.
-        role: String,
-        /// The missing accessory.
-        accessory: String,
-    },
-    /// A field that validation should have caught does not parse.
-    #[error("{component}: invalid {field}: {message}")]
-    InvalidSpec {
-        /// `role/web` or `accessory/db`.
-        component: String,
-        /// Field path within it, such as `healthcheck.interval`.
-        field: String,
-        /// The parser's user-facing message.
-        message: String,
-    },
-    /// A Secret (or one of its keys) the component uses could not be read or opened.
-    #[error("{component} uses {secret}, which is unavailable")]
-    SecretUnavailable {
-        /// `role/web` or `accessory/db`.
-        component: String,
-        /// The Secret and key.
-        secret: SecretKeyRef,
-    },
-    /// `rollout` holds a value that validation should have caught.
-    #[error("invalid {field}: {message}")]
-    InvalidRollout {
-        /// `rollout.maxUnavailable` or `rollout.healthTimeout`.
-        field: String,
-        /// The parser's user-facing message.
-        message: String,
-    },
 }
