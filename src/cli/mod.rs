@@ -184,7 +184,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             history_limit,
             image_retention,
         } => {
-            crate::controller::image_gc::set_retention(image_retention);
             let identity = identity.unwrap_or_else(default_identity);
             let keyring = commands::load_keyring(sealing_key.as_deref())?.map(std::sync::Arc::new);
             let cfg = crate::controller::operator::OperatorConfig {
@@ -196,6 +195,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 shutdown_grace,
                 keyring,
                 history_limit,
+                image_retention,
             };
             let store = connect(&cli.global).await?;
             let (tx, rx) = tokio::sync::watch::channel(false);

@@ -3,7 +3,6 @@
 //! pulls there ([`super::image_choice`]). Runs after a converge that pulled, and on resync.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
 use tracing::{info, warn};
 
@@ -16,25 +15,28 @@ use crate::store::{Store, StoreError};
 /// Pulls of each app kept per host unless the operator says otherwise.
 pub const DEFAULT_RETENTION: usize = 3;
 
-static RETENTION: OnceLock<usize> = OnceLock::new();
-
-/// One clean-up at a time: each reads and rewrites a host's record.
-static RUNNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Sets `--image-retention` once, at operator start.
-pub fn set_retention(n: usize) {
-    let _ = RETENTION.set(n);
+/// The operator's image clean-up, with its `--image-retention`.
+pub struct ImageGc {
+    retention: usize,
+    /// One clean-up at a time: each reads and rewrites a host's record.
+    running: tokio::sync::Mutex<()>,
 }
 
-fn retention() -> usize {
-    *RETENTION.get().unwrap_or(&DEFAULT_RETENTION)
+impl ImageGc {
+    pub fn new(retention: usize) -> ImageGc {
+        ImageGc { retention, running: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Records the pulls noted since the last run, then cleans up the hosts they were on (`all`:
+    /// every host, as on resync). `store` is the leader's fenced store; a store error leaves the
+    /// rest for the next run.
+    pub async fn collect(&self, store: &Store, pool: &HostPool, hosts: &[Host], all: bool) {
+        let _one = self.running.lock().await;
+        collect(store, pool, hosts, all, self.retention).await
+    }
 }
 
-/// Records the pulls noted since the last run, then cleans up the hosts they were on (`all`: every
-/// host, as on resync). `store` is the leader's fenced store; a store error leaves the rest for the
-/// next run.
-pub async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool) {
-    let _one = RUNNING.lock().await;
+async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool, retention: usize) {
     let notes = images::take_pulls();
     let mut scope: BTreeSet<String> = notes.iter().map(|n| n.host.clone()).collect();
     if let Err(e) = record(store, notes).await {
@@ -45,7 +47,7 @@ pub async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool) 
         scope.extend(hosts.iter().map(|h| h.metadata.name.clone()));
     }
     for host in hosts.iter().filter(|h| scope.contains(&h.metadata.name)) {
-        if let Err(e) = clean_host(store, pool, host).await {
+        if let Err(e) = clean_host(store, pool, host, retention).await {
             warn!(host = %host.metadata.name, error = %e, "image clean-up stopped on this host");
         }
     }
@@ -84,10 +86,10 @@ enum CleanError {
     Docker(#[from] crate::docker::DockerError),
 }
 
-async fn clean_host(store: &Store, pool: &HostPool, host: &Host) -> Result<(), CleanError> {
+async fn clean_host(store: &Store, pool: &HostPool, host: &Host, retention: usize) -> Result<(), CleanError> {
     let name = host.metadata.name.as_str();
     let Some(mut rec) = store.get_host_images::<HostImages>(name).await? else { return Ok(()) };
-    if !rec.beyond_retention(retention()) {
+    if !rec.beyond_retention(retention) {
         return Ok(());
     }
     let client = pool.client(host).await?;
@@ -95,7 +97,7 @@ async fn clean_host(store: &Store, pool: &HostPool, host: &Host) -> Result<(), C
     let found = images::inspect_images(&client, &refs).await?;
     let on_host = found.iter().map(|(r, f)| (r.clone(), f.as_ref().map(|(id, _)| id.clone()))).collect();
     let in_use = images::images_in_use(&client).await?;
-    let choice = choose(&rec, retention(), &on_host, &in_use);
+    let choice = choose(&rec, retention, &on_host, &in_use);
     let before = rec.clone();
     for image in &choice.gone {
         rec.forget(image);

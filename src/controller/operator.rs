@@ -20,6 +20,7 @@ use super::reflector::{self, AppKey, Change, Reflector};
 use super::workers;
 
 mod host_watch;
+use super::image_gc::ImageGc;
 use crate::docker::HostPool;
 use crate::engine::{self, Phase, Reason};
 use crate::metrics::FailReason;
@@ -42,6 +43,8 @@ pub struct OperatorConfig {
     pub keyring: Option<Arc<Keyring>>,
     /// Generations kept in each App's history (`--history-limit`).
     pub history_limit: usize,
+    /// Pulls of each app kept per host by the image clean-up (`--image-retention`).
+    pub image_retention: usize,
 }
 
 /// Feeds the queue's counters into the `berth_workqueue_*` metrics.
@@ -64,6 +67,7 @@ struct Shared {
     store: Store,
     keyring: Option<Arc<Keyring>>,
     converge: engine::ConvergeOptions,
+    images: ImageGc,
     reflector: Arc<Reflector>,
     queue: WorkQueue<AppKey>,
     pool: HostPool,
@@ -110,6 +114,7 @@ pub async fn run(store: Store, cfg: OperatorConfig, shutdown: watch::Receiver<bo
     let shared = Arc::new(Shared {
         keyring: cfg.keyring.clone(),
         converge: engine::ConvergeOptions { history_limit: cfg.history_limit },
+        images: ImageGc::new(cfg.image_retention),
         store: store.clone(),
         reflector: Arc::new(Reflector::default()),
         queue: WorkQueue::new(retry_backoff(), Box::new(QueueMetrics)),
@@ -225,7 +230,7 @@ async fn resync(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Recei
         }
         let lease = *shared.leadership.borrow();
         if let Some(lease) = lease {
-            super::image_gc::collect(&shared.store.fenced(lease), &shared.pool, &shared.reflector.hosts(), true).await;
+            shared.images.collect(&shared.store.fenced(lease), &shared.pool, &shared.reflector.hosts(), true).await;
         }
     }
 }
@@ -326,7 +331,7 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
         Ok((outcome, false)) => {
             m.record_reconcile(name, ns, record(&outcome, generation, started.elapsed()));
             if outcome.actions.get("pull").is_some_and(|&n| n > 0) {
-                super::image_gc::collect(&store, &shared.pool, &hosts, false).await;
+                shared.images.collect(&store, &shared.pool, &hosts, false).await;
             }
             // A failed rollout held at its last Ready generation has nothing to retry: backing off
             // and trying again is exactly what would take the healthy containers down again.
