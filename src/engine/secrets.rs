@@ -135,6 +135,12 @@ fn references(app: &App) -> BTreeSet<SecretKeyRef> {
     for r in spec.roles.values() {
         out.extend(r.env.values().filter_map(|v| v.secret_ref().cloned()));
         out.extend(r.files.values().filter_map(|f| f.secret_key_ref.clone()));
+        if let Some(crate::spec::proxy::ProxyTls::Secret { secret_ref }) = r.proxy.as_ref().and_then(|p| p.tls.as_ref())
+        {
+            for key in SecretType::Tls.required_keys() {
+                out.insert(SecretKeyRef { name: secret_ref.clone(), key: key.to_string() });
+            }
+        }
     }
     for a in spec.accessories.values() {
         out.extend(a.env.values().filter_map(|v| v.secret_ref().cloned()));

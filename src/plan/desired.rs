@@ -7,12 +7,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::spec::{
-    Accessory, App, Command, EnvValue, FieldError, FileSource, Host, ParsedAccessory, ParsedHealthcheck, ParsedRole,
-    ParsedWorkload, Role, RoleLimits, RolloutPolicy, SecretKeyRef, SecretValue,
+    Accessory, App, Command, EnvValue, FieldError, FileSource, Host, ParsedAccessory, ParsedHealthcheck, ParsedProxy,
+    ParsedRole, ParsedWorkload, Role, RoleLimits, RolloutPolicy, SecretKeyRef, SecretValue, TlsMode,
 };
 
 use super::error::PlanError;
 use super::labels::{self, Component};
+use super::routes::{self, ProxyTarget, TlsCertificate, PROXY_NETWORK};
 use super::types::{
     restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, PortMapping, ResolvedSecret,
     SecretEnv, SecretValues, VolumeMount,
@@ -52,6 +53,10 @@ struct Canonical<'a> {
     stop_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stop_signal: Option<&'a str>,
+    /// The proxy network a proxied role's containers also join; absent otherwise, so older hashes
+    /// stay as they were. The route itself is not covered: changing it reloads the proxy only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy_network: Option<&'static str>,
 }
 
 fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
@@ -85,11 +90,14 @@ enum ComponentSpec<'a> {
 }
 
 impl ComponentSpec<'_> {
-    /// Ports, volumes and healthcheck, with the restart policy and limits (an accessory's are the defaults).
-    fn typed(&self) -> Result<(ParsedWorkload, RoleLimits), FieldError> {
+    /// Ports, volumes and healthcheck, with the restart policy and limits (an accessory's are the
+    /// defaults) and a role's proxy section.
+    fn typed(&self) -> Result<(ParsedWorkload, RoleLimits, Option<ParsedProxy>), FieldError> {
         match self {
-            ComponentSpec::Role(r) => ParsedRole::parse(r).map(|p| (p.workload, p.limits)),
-            ComponentSpec::Accessory(a) => ParsedAccessory::parse(a).map(|p| (p.workload, RoleLimits::default())),
+            ComponentSpec::Role(r) => ParsedRole::parse(r).map(|p| (p.workload, p.limits, p.proxy)),
+            ComponentSpec::Accessory(a) => {
+                ParsedAccessory::parse(a).map(|p| (p.workload, RoleLimits::default(), None))
+            }
         }
     }
 }
@@ -210,7 +218,7 @@ fn build(
     let (env, canonical_env) = resolve_env(&s.component, &s.env, secrets)?;
     let (files, canonical_files) = resolve_files(&s.component, s.files, secrets)?;
     let image = images.get(s.image).ok_or_else(|| PlanError::UnresolvedImage { image: s.image.to_string() })?;
-    let (workload, limits) = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
+    let (workload, limits, proxy) = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
         component: s.component.to_string(),
         field: e.field.to_string(),
         message: e.message,
@@ -226,6 +234,8 @@ fn build(
     let network = labels::network_name(app_name, ns);
     let alias = s.component.name().to_string();
     let identity = labels::identity_labels(app_name, ns, &s.component, s.labels);
+
+    let proxy = proxy.map(|spec| proxy_target(app, &s.component, spec, secrets)).transpose()?.map(Arc::new);
 
     let mut sorted_ports: Vec<_> = ports.iter().map(canonical_port).collect();
     sorted_ports.sort();
@@ -248,6 +258,7 @@ fn build(
         files: canonical_files,
         stop_timeout: stop.timeout_secs,
         stop_signal: stop.signal.as_deref(),
+        proxy_network: proxy.as_ref().map(|_| PROXY_NETWORK),
     };
     let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
     let hash = hex::encode(Sha256::digest(&bytes));
@@ -272,8 +283,31 @@ fn build(
         stop_signal: stop.signal.clone(),
         network,
         alias,
+        proxy,
         hash,
     })
+}
+
+/// A proxied role's route, with its certificate opened when it comes from a Secret.
+fn proxy_target(
+    app: &App,
+    component: &Component,
+    spec: ParsedProxy,
+    secrets: &SecretValues,
+) -> Result<ProxyTarget, PlanError> {
+    let certificate = match &spec.tls {
+        TlsMode::Secret(name) => {
+            let part = |key: &str| {
+                let r = SecretKeyRef { name: name.clone(), key: key.to_string() };
+                secret(component, &r, secrets).cloned()
+            };
+            let (cert, key) = (part("cert")?, part("key")?);
+            Some(TlsCertificate { secret: name.clone(), revision: cert.revision, cert: cert.value, key: key.value })
+        }
+        _ => None,
+    };
+    let route_id = routes::route_id(&app.metadata.name, app.namespace(), component.name());
+    Ok(ProxyTarget { route_id, spec, certificate })
 }
 
 pub(crate) fn images_needed(app: &App, hosts: &[Host]) -> BTreeMap<String, BTreeSet<String>> {

@@ -16,6 +16,7 @@ mod desired;
 mod diff;
 mod error;
 mod observed;
+pub mod routes;
 mod simulate;
 mod types;
 

@@ -195,6 +195,10 @@ pub struct ContainerTemplate {
     pub network: String,
     /// Alias on that network: the role or accessory name.
     pub alias: String,
+    /// A proxied role's route: the container also joins the proxy network, and a replace starts
+    /// the new container first and moves the route to it once it answers its health path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Arc<super::routes::ProxyTarget>>,
     /// sha256 (hex) of the canonical runtime config; also in `labels["berth.config-hash"]`.
     pub hash: String,
 }

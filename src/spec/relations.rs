@@ -70,6 +70,9 @@ pub fn secrets_used(app: &App) -> std::collections::BTreeSet<&str> {
     for r in spec.roles.values() {
         out.extend(r.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
         out.extend(r.files.values().filter_map(|f| f.secret_key_ref.as_ref()).map(|r| r.name.as_str()));
+        if let Some(super::proxy::ProxyTls::Secret { secret_ref }) = r.proxy.as_ref().and_then(|p| p.tls.as_ref()) {
+            out.insert(secret_ref.as_str());
+        }
     }
     for a in spec.accessories.values() {
         out.extend(a.image_pull_secrets.iter().map(String::as_str));

@@ -236,6 +236,8 @@ pub struct ParsedRole {
     pub workload: ParsedWorkload,
     /// Restart policy, memory, cpus.
     pub limits: RoleLimits,
+    /// Routes through the host's proxy, when the role is proxied.
+    pub proxy: Option<super::proxy::ParsedProxy>,
 }
 
 impl ParsedRole {
@@ -246,8 +248,16 @@ impl ParsedRole {
         let workload =
             ParsedWorkload::collect(&role.ports, &role.volumes, role.healthcheck.as_ref(), stop, &mut errors);
         let limits = RoleLimits::collect(role, &mut errors);
+        let proxy = match role.proxy.as_ref().map(super::proxy::ParsedProxy::parse) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err((field, message))) => {
+                errors.push(FieldError { field: "proxy", index: None, message: format!("{field}: {message}") });
+                None
+            }
+        };
         first(errors)?;
-        Ok(ParsedRole { workload, limits })
+        Ok(ParsedRole { workload, limits, proxy })
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::proxy::{HostProxy, RoleProxy};
 use super::secret::{EnvValue, FileSource, Secret};
 
 /// The only `apiVersion` berth accepts today; bumping it is a deliberate, versioned change.
@@ -81,6 +82,9 @@ pub struct HostSpec {
     /// Where the subnets of berth's app networks on this host come from; default `10.240.0.0/12`, a `/26` each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<HostNetwork>,
+    /// The proxy berth runs here for proxied roles (default `caddy:2` on ports 80 and 443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<HostProxy>,
 }
 
 /// The address pool of a Host's app networks: berth picks each network's subnet itself, so a host
@@ -185,6 +189,10 @@ pub struct Role {
     /// The signal that asks the process to stop (`SIGTERM`, `SIGQUIT`, `SIGINT`, `SIGUSR1`, …); default the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Serve this role through the host's proxy (by host name) and roll it start-first: the new
+    /// container takes traffic only once it answers its health path; the old one is drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<RoleProxy>,
 }
 
 /// A supporting service (database, cache) that roles wait for.
