@@ -81,6 +81,9 @@ pub struct HostClient {
     /// Held while a subnet is chosen and its network created, so two converges (two apps) on one
     /// host never pick the same free subnet; shared by every clone, like the client.
     pub(crate) network_lock: Arc<tokio::sync::Mutex<()>>,
+    /// What this host's proxy serves, as berth last loaded it; held while its routes change, so two
+    /// apps' converges never load over each other.
+    pub proxy_routes: Arc<tokio::sync::Mutex<super::proxy::LoadedRoutes>>,
     /// The SSH forward of an `ssh://` host, alive as long as any clone of this client.
     _tunnel: Option<Arc<super::ssh::SshTunnel>>,
 }
@@ -199,6 +202,7 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         pool,
         network_lock: Arc::new(tokio::sync::Mutex::new(())),
+        proxy_routes: Arc::default(),
         _tunnel: tunnel,
     })
 }

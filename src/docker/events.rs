@@ -7,13 +7,16 @@ use bollard::query_parameters::EventsOptions;
 use futures::{Stream, StreamExt};
 
 use super::connect::{DockerError, HostClient};
-use crate::plan::labels;
+use crate::plan::{labels, routes};
 
 /// A lifecycle event of one managed container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
+    /// Empty for the host's proxy, which is no app's.
     pub app: String,
     pub namespace: String,
+    /// True for the host's proxy container: every app routed through it is looked at again.
+    pub proxy: bool,
     /// Docker's action: `die`, `destroy`, `stop`, `kill`, `start`, `create`, `health_status: unhealthy`, ...
     pub action: String,
     pub container: String,
@@ -58,9 +61,16 @@ pub fn container_events(client: &HostClient) -> impl Stream<Item = Result<Contai
             Ok(msg) => {
                 let actor = msg.actor?;
                 let attrs = actor.attributes.unwrap_or_default();
+                let proxy = attrs.get(routes::SYSTEM_LABEL).map(String::as_str) == Some(routes::SYSTEM_PROXY);
+                let (app, namespace) = match (attrs.get(labels::APP), attrs.get(labels::NAMESPACE)) {
+                    (Some(app), Some(ns)) => (app.clone(), ns.clone()),
+                    _ if proxy => (String::new(), String::new()),
+                    _ => return None,
+                };
                 Some(Ok(ContainerEvent {
-                    app: attrs.get(labels::APP)?.clone(),
-                    namespace: attrs.get(labels::NAMESPACE)?.clone(),
+                    app,
+                    namespace,
+                    proxy,
                     action: msg.action.unwrap_or_default(),
                     container: attrs.get("name").cloned().unwrap_or_default(),
                 }))

@@ -104,3 +104,33 @@ async fn resize(client: &HostClient, exec: &str, (w, h): (u16, u16)) {
         tracing::debug!(error = %e, "resize exec");
     }
 }
+
+/// What a short command berth runs itself (in the proxy container) printed, and how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` in container `id` without a terminal or input and collects its output. The whole run
+/// is bounded by `limit`: a command that hangs is an error, not a stuck converge.
+pub async fn capture(
+    client: &HostClient,
+    id: &str,
+    cmd: &[&str],
+    limit: std::time::Duration,
+) -> Result<Captured, DockerError> {
+    let opts = ExecOptions { cmd: cmd.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let (_keep, resizes) = mpsc::channel(1);
+    let op = format!("exec {}", cmd.first().copied().unwrap_or_default());
+    let ran = tokio::time::timeout(limit, run(client, id, &opts, tokio::io::empty(), &mut out, &mut err, resizes))
+        .await
+        .map_err(|_| DockerError::new(&client.name, &op, format!("gave no answer within {} s", limit.as_secs())))??;
+    Ok(Captured {
+        exit_code: ran,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    })
+}

@@ -10,6 +10,7 @@ pub mod images;
 pub mod liveness;
 pub mod logs;
 pub mod ops;
+pub mod proxy;
 pub mod registry;
 pub mod ssh;
 pub mod tls_probe;

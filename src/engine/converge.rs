@@ -11,6 +11,7 @@ use super::execute::Run;
 use super::history::{self, ConvergeOptions};
 use super::images::{resolve_images, Pins};
 use super::progress::{self, Progress};
+use super::proxy;
 use super::rollout::{self, LastReady};
 use super::secrets;
 use super::status::{self, AppStatus, ContainerPhase, ConvergeReport, Phase, RolloutFailure};
@@ -19,7 +20,7 @@ use super::{AlwaysOpen, Gate, Outcome};
 use crate::docker::{HostPool, Observation};
 use crate::plan::{self, labels, DesiredState, Plan};
 use crate::sealing::Keyring;
-use crate::spec::{App, Host};
+use crate::spec::{App, Host, ProxySettings};
 use crate::store::{now_rfc3339, Store, StoreError, Versioned};
 
 /// Converges one App on every host and writes its status; the store errors only when etcd fails.
@@ -96,6 +97,7 @@ pub async fn converge_gated(
     let mut run = Run::new(&effective, &observation, pool, &progress, gate, &desired);
     let auths = secrets::pull_auths(&effective, &opened, &pins);
     run.registries = &auths;
+    run.proxy_settings = hosts.iter().map(|h| (h.metadata.name.clone(), ProxySettings::of(h))).collect();
     if let Some(mut p) = plan {
         if failure.is_some() && last_ready.is_none() {
             rollout::hold_replaces(&mut p, &observation.hosts);
@@ -129,6 +131,10 @@ pub async fn converge_gated(
         futures::join!(execute, report);
         timings.mark("execute");
     }
+    let idle: Vec<String> = run.idle_proxies.lock().iter().cloned().collect();
+    if !idle.is_empty() {
+        proxy::retire_unused(store, &observation, &idle).await?;
+    }
     let after = pool.observe(hosts).await;
     timings.mark("observe-after");
     let report = ConvergeReport {
@@ -144,6 +150,11 @@ pub async fn converge_gated(
         previous: previous.as_ref(),
     };
     let mut status = status::derive(&report, &after.hosts, &after.errors, &now_rfc3339());
+    for (host, routes) in run.routes.lock().iter() {
+        if let Some(hs) = status.hosts.get_mut(host) {
+            hs.routes = proxy::route_statuses(routes);
+        }
+    }
     let failed_now = failure.is_none().then(|| run.rollbacks.first().cloned()).flatten();
     let settled = match (&failure, failed_now) {
         (Some(f), _) => {

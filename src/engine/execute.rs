@@ -57,6 +57,16 @@ pub(super) struct Run<'a> {
     pub(super) failed_waits: parking_lot::Mutex<BTreeMap<(String, String), String>>,
     /// Registry credentials from the App's imagePullSecrets, chosen per image by its registry.
     pub(super) registries: &'a super::secrets::PullAuths,
+    /// What each host ran when this converge began (the plan's input).
+    pub(super) observed: &'a BTreeMap<String, std::sync::Arc<crate::plan::HostObservation>>,
+    /// Each Host's proxy settings, by host name.
+    pub(super) proxy_settings: BTreeMap<String, crate::spec::ProxySettings>,
+    /// (host, container) of proxied containers that answered their health path and took their route.
+    pub(super) routed: parking_lot::Mutex<BTreeSet<(String, String)>>,
+    /// This App's routes per host after the converge, for the status.
+    pub(super) routes: parking_lot::Mutex<BTreeMap<String, crate::plan::routes::RouteTable>>,
+    /// Hosts whose proxy serves no route any more: removed unless another App still routes there.
+    pub(super) idle_proxies: parking_lot::Mutex<BTreeSet<String>>,
 }
 
 /// One replace that was rolled back: the new container never turned healthy.
@@ -100,6 +110,11 @@ impl<'a> Run<'a> {
             progress,
             failed_waits: parking_lot::Mutex::new(BTreeMap::new()),
             registries: EMPTY_AUTHS,
+            observed: &obs.hosts,
+            proxy_settings: BTreeMap::new(),
+            routed: parking_lot::Mutex::new(BTreeSet::new()),
+            routes: parking_lot::Mutex::new(BTreeMap::new()),
+            idle_proxies: parking_lot::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -170,6 +185,11 @@ impl<'a> Run<'a> {
         .await;
         for r in role_results {
             self.absorb(r);
+        }
+        // Routes follow the serving containers before prune removes anything they might point at.
+        for (host, e) in self.reconcile_routes().await {
+            warn!(host = %host, error = %e, "proxy routes");
+            self.host_errors.entry(host).or_insert(format!("proxy: {e}"));
         }
         // Phase 3: prune, on every reachable host.
         let before = self.host_errors.clone();
@@ -284,20 +304,22 @@ impl<'a> Run<'a> {
                     count("pull");
                 }
                 self.ensure_network(c, &container.network).await.map_err(err)?;
-                let (created, pulled) = self.create(c, container).await;
-                if pulled {
-                    count("pull");
+                if container.proxy.is_some() {
+                    self.proxy_id(c).await.map_err(err)?; // its network must exist before the container joins it
                 }
-                let id = created.map_err(err)?;
-                count("create");
+                let id = self.create_proxied(c, container, &mut count).await.map_err(ActionFailure::Error)?;
                 ops::start(c, &id, &container.name).await.map_err(err)?;
                 count("start");
                 self.wait_ready(c, &id, &container.name).await?;
+                self.route_to_new(c, container).await?;
             }
             Action::Start { id, name, .. } => {
                 ops::start(c, id, name).await.map_err(err)?;
                 count("start");
                 self.wait_ready(c, id, name).await?;
+                if let Some(d) = self.desired.by_name(name) {
+                    self.route_to_new(c, d).await?;
+                }
             }
             Action::Stop { id, name, .. } => {
                 ops::stop(c, id, name).await.map_err(err)?;
@@ -310,9 +332,10 @@ impl<'a> Run<'a> {
             Action::RemoveNetwork { network, .. } => {
                 ops::remove_network(c, network).await.map_err(err)?;
             }
-            Action::Replace { old_id, old_name, new, .. } => {
-                self.replace(c, old_id, old_name, new, &mut count).await?;
-            }
+            Action::Replace { old_id, old_name, new, .. } => match &new.proxy {
+                Some(target) => self.replace_start_first(c, old_id, old_name, new, target, &mut count).await?,
+                None => self.replace(c, old_id, old_name, new, &mut count).await?,
+            },
         }
         Ok(())
     }

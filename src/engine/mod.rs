@@ -12,6 +12,7 @@ mod ensure;
 mod execute;
 pub mod gate;
 mod health;
+mod proxy;
 pub mod history;
 pub mod images;
 pub mod progress;

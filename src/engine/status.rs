@@ -150,6 +150,20 @@ pub struct HostStatus {
     /// The last error on this host, if the last converge hit one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The App's routes through this host's proxy, and the container each one reaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteStatus>,
+}
+
+/// One route of a proxied role on one host, as the proxy serves it now.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    pub role: String,
+    /// Host names routed (`shop.example.com`), with the path prefix when it is not `/`.
+    pub hosts: Vec<String>,
+    /// The container the route reaches.
+    pub container: String,
 }
 
 /// The whole status document of an App.

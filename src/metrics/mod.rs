@@ -31,6 +31,8 @@ pub struct Metrics {
     pub containers: IntGaugeVec,
     pub container_actions: IntCounterVec,
     pub drift_repairs: IntCounterVec,
+    /// Routes a host's proxy moved to another container (a rollout's switch, or a route set anew).
+    pub proxy_route_switches: IntCounterVec,
     pub pruned_containers: IntCounterVec,
     pub images_removed: IntCounterVec,
     pub image_bytes_reclaimed: IntCounterVec,
@@ -143,6 +145,12 @@ impl Metrics {
                 "Docker actions executed.",
                 &["host", "action"],
             ),
+            proxy_route_switches: counter_vec(
+                &r,
+                "berth_proxy_route_switches_total",
+                "Routes a host's proxy moved to another container (graceful reloads).",
+                &["host"],
+            ),
             drift_repairs: counter_vec(
                 &r,
                 "berth_drift_repairs_total",
@@ -202,6 +210,7 @@ impl Metrics {
         }
         self.images_removed.with_label_values(&[host]);
         self.image_bytes_reclaimed.with_label_values(&[host]);
+        self.proxy_route_switches.with_label_values(&[host]);
     }
 
     /// Makes an app's series exist (at 0) as soon as the app is known.
@@ -263,6 +272,7 @@ impl Metrics {
         let _ = self.host_up.remove_label_values(&[host]);
         let _ = self.images_removed.remove_label_values(&[host]);
         let _ = self.image_bytes_reclaimed.remove_label_values(&[host]);
+        let _ = self.proxy_route_switches.remove_label_values(&[host]);
         for a in ACTIONS {
             let _ = self.container_actions.remove_label_values(&[host, a]);
         }

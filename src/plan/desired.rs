@@ -302,7 +302,9 @@ fn proxy_target(
                 secret(component, &r, secrets).cloned()
             };
             let (cert, key) = (part("cert")?, part("key")?);
-            Some(TlsCertificate { secret: name.clone(), revision: cert.revision, cert: cert.value, key: key.value })
+            // Named with the namespace: two namespaces may each hold a Secret of that name.
+            let secret = format!("{}-{name}", app.namespace());
+            Some(TlsCertificate { secret, revision: cert.revision, cert: cert.value, key: key.value })
         }
         _ => None,
     };

@@ -40,7 +40,7 @@ pub fn is_proxy(l: &BTreeMap<String, String>) -> bool {
 /// A TLS certificate from a Secret of type `tls`, with the revision its file name carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsCertificate {
-    /// The Secret's name (in the App's namespace).
+    /// `{namespace}-{secret}`: the stem of its files in the proxy.
     pub secret: String,
     /// The Secret's etcd revision: a new value gets a new file, so Caddy loads it.
     pub revision: i64,
@@ -174,7 +174,7 @@ pub fn caddy_config(table: &RouteTable, https: bool) -> Value {
         "http".into(),
         json!({
             "listen": [":80"],
-            "routes": plain.iter().map(|(id, r)| caddy_route(id, r)).collect::<Vec<_>>(),
+            "routes": with_fallback(plain.iter().map(|(id, r)| caddy_route(id, r)).collect()),
             "automatic_https": {"disable": true},
         }),
     );
@@ -185,13 +185,21 @@ pub fn caddy_config(table: &RouteTable, https: bool) -> Value {
             .filter(|(_, r)| matches!(r.tls, RouteTls::Files { .. }))
             .flat_map(|(_, r)| r.hosts.iter())
             .collect();
+        // Without ACME routes Caddy must not try to obtain anything; with them it must still never
+        // add redirects to the plain server (they would answer every unknown host with a 308).
+        let any_acme = secure.iter().any(|(_, r)| r.tls == RouteTls::Acme);
+        let automatic = if any_acme {
+            json!({"disable_redirects": true, "skip_certificates": with_files})
+        } else {
+            json!({"disable": true})
+        };
         servers.insert(
             "https".into(),
             json!({
                 "listen": [":443"],
-                "routes": secure.iter().map(|(id, r)| caddy_route(id, r)).collect::<Vec<_>>(),
+                "routes": with_fallback(secure.iter().map(|(id, r)| caddy_route(id, r)).collect()),
                 "tls_connection_policies": [{}],
-                "automatic_https": {"disable_redirects": true, "skip_certificates": with_files},
+                "automatic_https": automatic,
             }),
         );
         let mut files: Vec<Value> = secure
@@ -212,6 +220,12 @@ pub fn caddy_config(table: &RouteTable, https: bool) -> Value {
         apps["tls"] = tls_app;
     }
     json!({"admin": {"listen": ADMIN_ADDRESS}, "apps": apps})
+}
+
+/// A request no route matches gets a 404, not Caddy's empty 200.
+fn with_fallback(mut routes: Vec<Value>) -> Vec<Value> {
+    routes.push(json!({"handle": [{"handler": "static_response", "status_code": 404}]}));
+    routes
 }
 
 fn caddy_route(id: &str, r: &Route) -> Value {
@@ -266,6 +280,7 @@ mod tests {
         assert_eq!(routes[0]["match"][0]["path"], json!(["/api", "/api/*"]));
         assert_eq!(routes[1]["match"][0].get("path"), None);
         assert_eq!(routes[1]["handle"][0]["upstreams"][0]["dial"], "shop-web-1:3000");
+        assert_eq!(routes[2]["handle"][0]["status_code"], 404, "unknown hosts get a 404");
         assert!(config["apps"]["http"]["servers"].get("https").is_none());
         assert_eq!(config["admin"]["listen"], ADMIN_ADDRESS);
     }
@@ -277,9 +292,9 @@ mod tests {
         let config = caddy_config(&table, true);
         let https = &config["apps"]["http"]["servers"]["https"];
         assert_eq!(https["listen"], json!([":443"]));
-        assert_eq!(https["automatic_https"]["skip_certificates"], json!(["secure.test"]));
+        assert_eq!(https["automatic_https"], json!({"disable": true}), "no ACME without an acme route");
         assert_eq!(config["apps"]["tls"]["certificates"]["load_files"][0]["key"], "/etc/berth/certs/c-7.key");
-        assert_eq!(config["apps"]["http"]["servers"]["http"]["routes"], json!([]));
+        assert_eq!(config["apps"]["http"]["servers"]["http"]["routes"].as_array().unwrap().len(), 1);
         // Without an HTTPS port there is no HTTPS server (validation refuses such routes).
         assert!(caddy_config(&table, false)["apps"]["http"]["servers"].get("https").is_none());
     }

@@ -41,6 +41,12 @@ pub struct ProxySettings {
     pub https_port: Option<u16>,
 }
 
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings { image: DEFAULT_PROXY_IMAGE.to_string(), http_port: 80, https_port: Some(443) }
+    }
+}
+
 impl ProxySettings {
     /// The settings of `host` (the defaults when it has no `proxy` section).
     pub fn of(host: &Host) -> ProxySettings {

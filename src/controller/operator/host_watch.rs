@@ -131,6 +131,16 @@ async fn watch_host(shared: Arc<Shared>, host: Host) {
                         cache.mark_dirty();
                     }
                     match event {
+                        Ok(ev) if ev.proxy && ev.is_drift() => {
+                            // The proxy serves every app routed through this host: look at each again.
+                            info!(host = %name, action = %ev.action, "drift of the proxy");
+                            for key in all_keys(&shared) {
+                                shared.queue.add(key.clone());
+                                for delay in DRIFT_LOOK_AGAIN {
+                                    shared.queue.recheck_after(key.clone(), delay);
+                                }
+                            }
+                        }
                         Ok(ev) if ev.is_drift() => {
                             let key = (ev.namespace.clone(), ev.app.clone());
                             // Hosts are shared: containers of apps this operator does not manage (another
