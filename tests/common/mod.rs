@@ -6,10 +6,12 @@
 pub mod containers;
 pub mod etcd;
 pub mod events;
+pub mod kamal;
 pub mod operator;
 pub mod outage;
 pub mod ports;
 pub mod private_registry;
+pub mod proxy;
 pub mod run;
 pub mod specs;
 pub mod sshd;

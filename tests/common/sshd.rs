@@ -16,9 +16,36 @@ pub struct Sshd {
     pub endpoint: String,
 }
 
+/// What [`Sshd::start_with`] changes from [`Sshd::start`]'s sshd.
+#[derive(Debug, Clone, Default)]
+pub struct SshdOptions {
+    /// A port chosen by the caller (Kamal reaches every host on one port: [`Sshd::next_port`] once for
+    /// all of them); by default the next port of this process.
+    pub port: Option<u16>,
+    /// `SetEnv` for every session: `DOCKER_HOST=unix://…` for a docker CLI run over ssh, as Kamal runs it.
+    pub env: Vec<(String, String)>,
+    /// Every command runs in this directory instead of root's home (`ForceCommand cd DIR && …`): the
+    /// bed's hosts share one filesystem, and what Kamal keeps in `~/.kamal` is per host. Forwards
+    /// (berth's `ssh -N -L`) are not commands and pass as before.
+    pub workdir: Option<PathBuf>,
+}
+
 impl Sshd {
     /// Starts sshd in `host`'s namespace; it accepts `client_key` (see [`Sshd::client_config`]).
     pub fn start(tb: &Testbed, host: &str) -> Sshd {
+        Sshd::start_with(tb, host, &SshdOptions::default())
+    }
+
+    /// The next sshd port of this process: per process and per call, so two tests never race for one
+    /// port in one namespace.
+    pub fn next_port() -> u16 {
+        static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        2200 + (std::process::id() % 700) as u16 + 1000 * n
+    }
+
+    /// [`Sshd::start`] with `options`.
+    pub fn start_with(tb: &Testbed, host: &str, options: &SshdOptions) -> Sshd {
         let h = tb.host(host);
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_path_buf();
@@ -33,11 +60,8 @@ impl Sshd {
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
         // sshd's privilege-separation directory.
         std::fs::create_dir_all("/run/sshd").unwrap();
-        // Per process and per call, so two tests never race for one port in one namespace.
-        static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
-        let port = 2200 + (std::process::id() % 700) as u16 + 1000 * n;
-        let config = format!(
+        let port = options.port.unwrap_or_else(Sshd::next_port);
+        let mut config = format!(
             "Port {port}\nListenAddress {addr}\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nAllowStreamLocalForwarding yes\n\
@@ -45,6 +69,15 @@ impl Sshd {
             addr = h.address,
             d = d.display()
         );
+        if !options.env.is_empty() {
+            let vars: Vec<String> = options.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            config.push_str(&format!("SetEnv {}\n", vars.join(" ")));
+        }
+        if let Some(dir) = &options.workdir {
+            std::fs::create_dir_all(dir).unwrap();
+            config
+                .push_str(&format!("ForceCommand cd {} && exec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n", dir.display()));
+        }
         std::fs::write(d.join("sshd_config"), config).unwrap();
         let child = std::process::Command::new("nsenter")
             .arg(format!("--net=/var/run/netns/{}", h.netns))
@@ -75,6 +108,20 @@ impl Sshd {
         )
         .unwrap();
         path
+    }
+
+    /// Lets the holder of the private key of `public_key` (an `ssh-keygen` `.pub` file) log in too: one
+    /// key for several sshds, as a Kamal project has.
+    pub fn authorize(&self, public_key: &std::path::Path) {
+        use std::io::Write;
+        let key = std::fs::read_to_string(public_key).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("authorized_keys")).unwrap();
+        f.write_all(key.as_bytes()).unwrap();
+    }
+
+    /// This sshd's `known_hosts` line (`[ADDR]:PORT KEY`).
+    pub fn known_hosts_line(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("known_hosts")).unwrap().trim().to_string()
     }
 
     /// A file of this sshd's key set (`client_key`, `known_hosts`, ...).
