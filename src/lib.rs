@@ -7,6 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod docker;
 pub mod engine;
+pub mod import;
 pub mod metrics;
 pub mod plan;
 pub mod sealing;
