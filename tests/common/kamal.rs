@@ -35,8 +35,12 @@ use super::world::lines;
 pub const KAMAL: &str = "/usr/local/bin/kamal";
 
 /// The app image's own environment, which every container of it carries, and what Kamal adds to
-/// every container it runs: left out of [`KamalContainer::env`], which holds the configuration's env.
-const NOT_CONFIGURED_ENV: [&str; 4] = ["PATH", "KAMAL_CONTAINER_NAME", "KAMAL_VERSION", "KAMAL_HOST"];
+/// every container it runs (`KAMAL_CONTAINER_NAME`, `KAMAL_VERSION`, `KAMAL_HOST`, and
+/// `KAMAL_DESTINATION` with a destination): left out of [`KamalContainer::env`], which holds the
+/// configuration's env.
+fn configured(name: &str) -> bool {
+    name != "PATH" && !name.starts_with("KAMAL_")
+}
 
 /// One finished `kamal` run.
 #[derive(Debug)]
@@ -341,7 +345,7 @@ fn kamal_container(v: &Value) -> KamalContainer {
         .map(|e| {
             e.iter()
                 .filter_map(|kv| kv.as_str()?.split_once('='))
-                .filter(|(k, _)| !NOT_CONFIGURED_ENV.contains(k))
+                .filter(|(k, _)| configured(k))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         })
