@@ -38,7 +38,7 @@ fn cases() -> Vec<Case> {
         (
             "unknown field",
             one(app("roles: {web: {hosts: [host1], prots: [\"80:80\"]}}")),
-            vec!["shop.yaml[0]: spec.roles.web.prots: unknown field `prots`, expected one of `hosts`, `cmd`, `env`, `files`, `ports`, `volumes`, `healthcheck`, `dependsOn`, `labels`, `restart`, `memory`, `cpus`, `stopTimeout`, `stopSignal`"],
+            vec!["shop.yaml[0]: spec.roles.web.prots: unknown field `prots`, expected one of `hosts`, `cmd`, `env`, `files`, `ports`, `volumes`, `healthcheck`, `dependsOn`, `labels`, `restart`, `memory`, `cpus`, `stopTimeout`, `stopSignal`, `proxy`, `hostEnv`, `readinessDelay`, `logging`, `options`"],
         ),
         (
             "wrong type",
@@ -198,7 +198,85 @@ fn cases() -> Vec<Case> {
         (
             "accessory with no hosts",
             one(app("accessories: {db: {image: postgres, hosts: []}}")),
-            vec!["shop.yaml[0]: spec.accessories.db.hosts: accessory has no hosts"],
+            vec!["shop.yaml[0]: spec.accessories.db.hosts: accessory has no hosts and no roles: give hosts, roles or both"],
+        ),
+        (
+            "accessory placed on an unknown role",
+            one(app("roles: {web: {hosts: [host1]}}\naccessories: {db: {image: postgres, roles: [api]}}")),
+            vec!["shop.yaml[0]: spec.accessories.db.roles[0]: no role named \"api\" in this app"],
+        ),
+        (
+            "accessory placed by role publishes on that role's hosts",
+            one(app("roles: {web: {hosts: [host1, host2], ports: [\"80:80\"]}}\naccessories: {db: {image: postgres, roles: [web], ports: [\"80:5432\"]}}")),
+            vec![
+                "shop.yaml[0]: spec.accessories.db.ports[0]: host port 80 on host1 already published by spec.roles.web.ports[0]",
+            ],
+        ),
+        (
+            "hostEnv for a host the role does not run on",
+            one(app("roles: {web: {hosts: [host1], hostEnv: {host2: {TAG: b}, host1: {\"A=B\": x}}}}")),
+            vec![
+                "shop.yaml[0]: spec.roles.web.hostEnv.host1[\"A=B\"]: env key \"A=B\" must not contain '='",
+                "shop.yaml[0]: spec.roles.web.hostEnv.host2: host \"host2\" is not one of this role's hosts",
+            ],
+        ),
+        (
+            "hostEnv secret without a key",
+            one(app("roles: {web: {hosts: [host1], hostEnv: {host1: {TOKEN: {secretKeyRef: {name: tags, key: \"\"}}}}}}")),
+            vec!["shop.yaml[0]: spec.roles.web.hostEnv.host1.TOKEN.secretKeyRef.key: names no key"],
+        ),
+        (
+            "bad readinessDelay",
+            one(app("roles: {web: {hosts: [host1], readinessDelay: soon}}")),
+            vec!["shop.yaml[0]: spec.roles.web.readinessDelay: bad duration \"soon\""],
+        ),
+        (
+            "readinessDelay as long as the health timeout",
+            one(app(&format!("{WEB}\nroles: {{web: {{hosts: [host1], readinessDelay: 1m}}}}").replace(&format!("{WEB}\n"), ""))),
+            vec!["shop.yaml[0]: spec.roles.web.readinessDelay: readinessDelay 1m is not shorter than rollout.healthTimeout 1m: no container would ever count as ready"],
+        ),
+        (
+            "bad log driver and option",
+            one(app("logging: {driver: \"json file\"}\nroles: {web: {hosts: [host1], logging: {options: {\"max size\": 1m}}}}")),
+            vec![
+                "shop.yaml[0]: spec.logging.driver: log driver \"json file\" must be one word such as \"json-file\"",
+                "shop.yaml[0]: spec.roles.web.logging.options: log option name \"max size\" must be one word without '='",
+            ],
+        ),
+        (
+            "unknown logging field",
+            one(app("roles: {web: {hosts: [host1], logging: {type: syslog}}}")),
+            vec!["shop.yaml[0]: spec.roles.web.logging.type: unknown field `type`, expected `driver` or `options`"],
+        ),
+        (
+            "bad options",
+            one(app("roles: {web: {hosts: [host1], options: {addHosts: [db, \"db:1.2.3\"], capAdd: [\"net admin\"], devices: [fuse], ulimits: {nofile: \"2048:1024\", files: 1}, shmSize: \"0\", user: \"a b\", workdir: app, network: bridge}}}")),
+            vec![
+                "shop.yaml[0]: spec.roles.web.options.addHosts[0]: bad addHosts entry \"db\": expected name:ip (or name:host-gateway)",
+                "shop.yaml[0]: spec.roles.web.options.addHosts[1]: bad addHosts entry \"db:1.2.3\": bad ip \"1.2.3\"",
+                "shop.yaml[0]: spec.roles.web.options.capAdd[0]: bad capability \"net admin\": expected a name such as NET_ADMIN",
+                "shop.yaml[0]: spec.roles.web.options.devices[0]: bad device \"fuse\": host path \"fuse\" must be absolute",
+                "shop.yaml[0]: spec.roles.web.options.ulimits.files: unknown ulimit \"files\" (use one of core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack)",
+                "shop.yaml[0]: spec.roles.web.options.ulimits.nofile: bad ulimit nofile: soft limit 2048 is above the hard limit 1024",
+                "shop.yaml[0]: spec.roles.web.options.user: bad user \"a b\": expected user[:group], by name or id (1000:1000)",
+                "shop.yaml[0]: spec.roles.web.options.workdir: workdir \"app\" must be an absolute path",
+                "shop.yaml[0]: spec.roles.web.options.shmSize: shmSize must be greater than 0",
+                "shop.yaml[0]: spec.roles.web.options.network: network \"bridge\" is not supported: use \"host\", or leave it out for the app's own network",
+            ],
+        ),
+        (
+            "host network with ports",
+            one(app("accessories: {dns: {image: coredns, hosts: [host1], ports: [\"53:53/udp\"], options: {network: host}}}")),
+            vec!["shop.yaml[0]: spec.accessories.dns.ports: a container on the host network publishes no ports: it listens on the host's own (remove ports or options.network)"],
+        ),
+        (
+            "bad accessory directories",
+            one(app("accessories: {db: {image: mysql, hosts: [host1], directories: [\"/srv/data:/var/lib/mysql\", \"data:var/lib\", data]}}")),
+            vec![
+                "shop.yaml[0]: spec.accessories.db.directories[0]: directory \"/srv/data:/var/lib/mysql\" names a host path: a directory is a name under /var/lib/berth/APP-NAMESPACE/ACCESSORY (mount a host path with volumes)",
+                "shop.yaml[0]: spec.accessories.db.directories[1]: container path \"var/lib\" must be absolute",
+                "shop.yaml[0]: spec.accessories.db.directories[2]: bad directory \"data\": expected name:/path[:ro]",
+            ],
         ),
         (
             "bad host name reference",

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Ipam, IpamConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Ipam,
+    IpamConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
@@ -295,7 +296,30 @@ pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
         start_period: h.start_period.map(|d| d.as_nanos() as i64),
         ..Default::default()
     });
-    let endpoint = EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() };
+    let o = &c.options;
+    // On the host's network a container joins no app network and has no alias (validation refused ports).
+    let (network_mode, networking_config) = if o.host_network {
+        ("host".to_string(), None)
+    } else {
+        let endpoint = EndpointSettings { aliases: Some(vec![c.alias.clone()]), ..Default::default() };
+        let endpoints = HashMap::from([(c.network.clone(), endpoint)]);
+        (c.network.clone(), Some(NetworkingConfig { endpoints_config: Some(endpoints) }))
+    };
+    let some_list = |v: Vec<String>| (!v.is_empty()).then_some(v);
+    let devices = o.devices.iter().map(|d| DeviceMapping {
+        path_on_host: Some(d.host.clone()),
+        path_in_container: Some(d.container.clone()),
+        cgroup_permissions: Some(d.permissions.clone()),
+    });
+    let ulimits = o.ulimits.iter().map(|u| ResourcesUlimits {
+        name: Some(u.name.clone()),
+        soft: Some(u.soft),
+        hard: Some(u.hard),
+    });
+    let log_config = c.logging.as_ref().map(|l| HostConfigLogConfig {
+        typ: l.driver.clone(),
+        config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
+    });
     ContainerCreateBody {
         image: Some(c.image.clone()),
         cmd: c.cmd.clone(),
@@ -305,18 +329,26 @@ pub fn create_body(c: &DesiredContainer) -> ContainerCreateBody {
         healthcheck,
         stop_signal: c.stop_signal.clone(),
         stop_timeout: c.stop_timeout.map(i64::from),
+        user: o.user.clone(),
+        working_dir: o.workdir.clone(),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
             mounts: Some(mounts),
+            // Legacy binds, not mounts: Docker makes a missing host directory for a bind only.
+            binds: some_list(c.directories.iter().map(ToString::to_string).collect()),
             restart_policy: Some(restart),
             memory: c.memory,
             nano_cpus: c.nano_cpus,
-            network_mode: Some(c.network.clone()),
+            network_mode: Some(network_mode),
+            log_config,
+            extra_hosts: some_list(o.extra_hosts.iter().map(ToString::to_string).collect()),
+            cap_add: some_list(o.cap_add.clone()),
+            devices: (!o.devices.is_empty()).then(|| devices.collect()),
+            ulimits: (!o.ulimits.is_empty()).then(|| ulimits.collect()),
+            shm_size: o.shm_size,
             ..Default::default()
         }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(c.network.clone(), endpoint)])),
-        }),
+        networking_config,
         ..Default::default()
     }
 }
@@ -355,13 +387,22 @@ pub async fn remove(client: &HostClient, id: &str, name: &str) -> Result<(), Doc
     }
 }
 
-/// A container's state and health right now, plus the last health-check output (for Degraded messages).
-pub async fn inspect_health(
-    client: &HostClient,
-    id: &str,
-) -> Result<(ContainerState, Option<Health>, Option<String>), DockerError> {
+/// What a health wait reads of a container: its state and health right now, the last health-check
+/// output (for Degraded messages), and when it last started (a restart starts a readiness delay anew).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReading {
+    pub state: ContainerState,
+    pub health: Option<Health>,
+    pub output: Option<String>,
+    /// Docker's `State.StartedAt`, as an opaque token: compared, never parsed.
+    pub started_at: Option<String>,
+}
+
+/// A container's [`HealthReading`] right now.
+pub async fn inspect_health(client: &HostClient, id: &str) -> Result<HealthReading, DockerError> {
     let info = client.call("inspect", client.docker.inspect_container(id, None::<InspectContainerOptions>)).await?;
     let state = info.state.unwrap_or_default();
+    let started_at = state.started_at.clone();
     let cstate = state_of(state.status);
     let (health, output) = match state.health {
         Some(h) => {
@@ -377,5 +418,5 @@ pub async fn inspect_health(
         }
         None => (None, None),
     };
-    Ok((cstate, health, output))
+    Ok(HealthReading { state: cstate, health, output, started_at })
 }

@@ -1,5 +1,7 @@
 //! Health gates: waiting for a container to run and, with a healthcheck, turn healthy, within the
-//! App's `rollout.healthTimeout`; the wait shows in the interim status while it lasts.
+//! App's `rollout.healthTimeout`; the wait shows in the interim status while it lasts. Without a
+//! healthcheck a role's `readinessDelay` makes a running container count as ready only that long
+//! after it started.
 
 use std::time::{Duration, Instant};
 
@@ -39,9 +41,10 @@ impl Run<'_> {
         }
     }
 
-    /// Waits until the container runs and, if it has a healthcheck, is healthy; the error carries the
-    /// last health output so a user sees why. The wait shows in the interim status while it lasts,
-    /// and ends early (interrupted) when the gate closes.
+    /// Waits until the container runs and, if it has a healthcheck, is healthy — without one, for its
+    /// readiness delay, if any, after it started; the error carries the last health output so a user
+    /// sees why. The wait shows in the interim status while it lasts, and ends early (interrupted)
+    /// when the gate closes.
     pub(super) async fn wait_ready(&self, c: &HostClient, id: &str, name: &str) -> Result<(), WaitFailure> {
         let cut_short = || {
             WaitFailure::Interrupted(format!(
@@ -52,17 +55,36 @@ impl Run<'_> {
         if !self.gate.is_open() {
             return Err(cut_short());
         }
-        let what = match self.desired.by_name(name) {
+        let desired = self.desired.by_name(name);
+        let what = match desired {
             Some(d) => format!("{}/{} on {}", d.component.kind(), d.component.name(), c.name),
             None => format!("{name} on {}", c.name),
         };
+        let readiness_delay = desired.and_then(|d| d.readiness_delay);
         let deadline = Instant::now() + self.health_timeout;
         let mut wait = None;
         let mut last;
+        // When this wait first saw the container running since its last start (Docker's
+        // `StartedAt`, compared only, so the hosts' clocks never matter): a restart starts anew.
+        let mut running_since: Option<(Option<String>, Instant)> = None;
         loop {
             match ops::inspect_health(c, id).await {
-                Ok((ContainerState::Running, None | Some(Health::Healthy), _)) => return Ok(()),
-                Ok((state, health, output)) => {
+                Ok(r) if r.state == ContainerState::Running && r.health == Some(Health::Healthy) => return Ok(()),
+                Ok(r) if r.state == ContainerState::Running && r.health.is_none() => {
+                    let Some(delay) = readiness_delay else { return Ok(()) };
+                    let since = match &running_since {
+                        Some((started, at)) if *started == r.started_at => *at,
+                        _ => running_since.insert((r.started_at, Instant::now())).1,
+                    };
+                    let left = delay.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        return Ok(());
+                    }
+                    let left = Duration::from_secs(left.as_secs_f64().ceil() as u64);
+                    last = format!("running, readiness delay {} left", humantime::format_duration(left));
+                }
+                Ok(r) => {
+                    let (state, health, output) = (r.state, r.health, r.output);
                     last = match (health, output) {
                         (Some(h), Some(o)) if !o.is_empty() => format!("{state:?}, {h:?}: {o}").to_lowercase(),
                         (Some(h), _) => format!("{state:?}, {h:?}").to_lowercase(),

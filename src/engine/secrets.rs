@@ -134,6 +134,7 @@ fn references(app: &App) -> BTreeSet<SecretKeyRef> {
     let mut out: BTreeSet<SecretKeyRef> = spec.env.values().filter_map(|v| v.secret_ref().cloned()).collect();
     for r in spec.roles.values() {
         out.extend(r.env.values().filter_map(|v| v.secret_ref().cloned()));
+        out.extend(r.host_env.values().flat_map(|env| env.values()).filter_map(|v| v.secret_ref().cloned()));
         out.extend(r.files.values().filter_map(|f| f.secret_key_ref.clone()));
         if let Some(crate::spec::proxy::ProxyTls::Secret { secret_ref }) = r.proxy.as_ref().and_then(|p| p.tls.as_ref())
         {
@@ -186,5 +187,16 @@ mod tests {
         assert_eq!(by_image["reg.a/shop:1"], vec![auth("reg.a")], "the accessory's credentials stay with it");
         assert_eq!(by_image["reg.b/db:16"], vec![auth("reg.b"), auth("reg.a")]);
         assert_eq!(by_image["reg.a/shop@sha256:aa"], vec![auth("reg.a")], "a pin inherits its reference's");
+    }
+
+    #[test]
+    fn env_per_host_is_opened_too() {
+        let app: App = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "App", "metadata": {"name": "shop"},
+            "spec": {"image": "shop:1", "roles": {"web": {"hosts": ["h1"],
+                "hostEnv": {"h1": {"TOKEN": {"secretKeyRef": {"name": "tags", "key": "h1"}}}}}}}
+        }))
+        .unwrap();
+        assert!(references(&app).contains(&SecretKeyRef { name: "tags".into(), key: "h1".into() }));
     }
 }

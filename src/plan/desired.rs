@@ -2,21 +2,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::spec::{
-    Accessory, App, Command, EnvValue, FieldError, FileSource, Host, ParsedAccessory, ParsedHealthcheck, ParsedProxy,
-    ParsedRole, ParsedWorkload, Role, RoleLimits, RolloutPolicy, SecretKeyRef, SecretValue, TlsMode,
+    accessory_hosts, Accessory, App, Command, ContainerOptions, Directory, EnvValue, FieldError, FileSource, Host,
+    Logging, ParsedAccessory, ParsedHealthcheck, ParsedProxy, ParsedRole, ParsedWorkload, Role, RoleLimits,
+    RolloutPolicy, SecretKeyRef, SecretValue, TlsMode,
 };
 
 use super::error::PlanError;
 use super::labels::{self, Component};
 use super::routes::{self, ProxyTarget, TlsCertificate, PROXY_NETWORK};
 use super::types::{
-    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, PortMapping, ResolvedSecret,
-    SecretEnv, SecretValues, VolumeMount,
+    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, HostDirectory, PortMapping,
+    ResolvedSecret, SecretEnv, SecretValues, VolumeMount,
 };
 
 /// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
@@ -57,6 +59,35 @@ struct Canonical<'a> {
     /// stay as they were. The route itself is not covered: changing it reloads the proxy only.
     #[serde(skip_serializing_if = "Option::is_none")]
     proxy_network: Option<&'static str>,
+    /// From here on, each absent unless the spec sets it, so older hashes stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    readiness_delay_ms: Option<u64>,
+    /// `(driver, options)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logging: Option<(Option<&'a str>, &'a BTreeMap<String, String>)>,
+    /// `name:ip`, in spec order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    extra_hosts: Vec<String>,
+    /// Sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cap_add: Vec<&'a str>,
+    /// `(host, container, permissions)`, in spec order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<(&'a str, &'a str, &'a str)>,
+    /// `(name, soft, hard)`, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ulimits: Vec<(&'a str, i64, i64)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shm_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workdir: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    host_network: bool,
+    /// `(source, target, readOnly)`, sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    directories: Vec<(&'a str, &'a str, bool)>,
 }
 
 fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
@@ -74,9 +105,12 @@ fn canonical_volume(v: &VolumeMount) -> (&'static str, &str, &str, bool) {
 struct Source<'a> {
     component: Component,
     image: &'a str,
-    hosts: &'a [String],
+    /// Where it runs, each once, in name order.
+    hosts: Vec<String>,
     cmd: Option<&'a Command>,
     env: BTreeMap<String, EnvValue>,
+    /// A role's env per host, overlaid on `env` there.
+    host_env: Option<&'a BTreeMap<String, BTreeMap<String, EnvValue>>>,
     files: &'a BTreeMap<String, FileSource>,
     labels: &'a BTreeMap<String, String>,
     /// Where the typed runtime fields come from; read when the template is built, after its image.
@@ -89,21 +123,40 @@ enum ComponentSpec<'a> {
     Accessory(&'a Accessory),
 }
 
+/// A role's or an accessory's typed fields, whichever it is (an accessory's limits are the
+/// defaults; only a role has a proxy and a readiness delay, only an accessory directories).
+struct Typed {
+    workload: ParsedWorkload,
+    limits: RoleLimits,
+    proxy: Option<ParsedProxy>,
+    readiness_delay: Option<Duration>,
+    directories: Vec<Directory>,
+}
+
 impl ComponentSpec<'_> {
-    /// Ports, volumes and healthcheck, with the restart policy and limits (an accessory's are the
-    /// defaults) and a role's proxy section.
-    fn typed(&self) -> Result<(ParsedWorkload, RoleLimits, Option<ParsedProxy>), FieldError> {
+    fn typed(&self) -> Result<Typed, FieldError> {
         match self {
-            ComponentSpec::Role(r) => ParsedRole::parse(r).map(|p| (p.workload, p.limits, p.proxy)),
-            ComponentSpec::Accessory(a) => {
-                ParsedAccessory::parse(a).map(|p| (p.workload, RoleLimits::default(), None))
-            }
+            ComponentSpec::Role(r) => ParsedRole::parse(r).map(|p| Typed {
+                workload: p.workload,
+                limits: p.limits,
+                proxy: p.proxy,
+                readiness_delay: p.readiness_delay,
+                directories: Vec::new(),
+            }),
+            ComponentSpec::Accessory(a) => ParsedAccessory::parse(a).map(|p| Typed {
+                workload: p.workload,
+                limits: RoleLimits::default(),
+                proxy: None,
+                readiness_delay: None,
+                directories: p.directories,
+            }),
         }
     }
 }
 
-/// The desired state of one App: each component's container template and the hosts it runs on,
-/// accessories first, then roles, each in name and then host order. Built once per converge and
+/// The desired state of one App: each component's container templates and the hosts each runs on,
+/// accessories first, then roles, each in name and then host order (a role whose `hostEnv` gives
+/// hosts different env has one template per env, ordered by their first host). Built once per converge and
 /// shared by the plan and the status; a [`DesiredContainer`] (a host name and a reference count) is
 /// made only where one is handed out.
 #[derive(Debug, Clone, Default)]
@@ -161,18 +214,42 @@ pub(crate) fn desired_state(
     let known: HashSet<&str> = hosts.iter().map(|h| h.metadata.name.as_str()).collect();
     let mut templates = Vec::new();
     for source in sources(app) {
-        let template = build(app, &source, images, secrets)?;
-        let on: BTreeSet<&str> = source.hosts.iter().map(String::as_str).collect();
-        for host in &on {
-            if !known.contains(host) {
-                return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.to_string() });
-            }
+        for (env, on) in env_groups(&source) {
+            templates.push((Arc::new(build(app, &source, &env, images, secrets)?), on));
         }
-        templates.push((Arc::new(template), on.into_iter().map(str::to_string).collect()));
+        if let Some(host) = source.hosts.iter().find(|h| !known.contains(h.as_str())) {
+            return Err(PlanError::UnknownHost { component: source.component.to_string(), host: host.clone() });
+        }
     }
     let rollout = RolloutPolicy::parse(&app.spec.rollout)
         .map_err(|e| PlanError::InvalidRollout { field: e.field.to_string(), message: e.message })?;
     Ok(DesiredState { templates, rollout })
+}
+
+/// The hosts of a component grouped by their effective env (`env` with the host's `hostEnv` over
+/// it), groups in the order of their first host: hosts whose env is the same share a template.
+fn env_groups(s: &Source<'_>) -> Vec<(BTreeMap<String, EnvValue>, Vec<String>)> {
+    let mut groups: Vec<(BTreeMap<String, EnvValue>, Vec<String>)> = Vec::new();
+    for host in &s.hosts {
+        let mut env = s.env.clone();
+        if let Some(overlay) = s.host_env.and_then(|per_host| per_host.get(host)) {
+            env.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        match groups.iter_mut().find(|(e, _)| *e == env) {
+            Some((_, on)) => on.push(host.clone()),
+            None => groups.push((env, vec![host.clone()])),
+        }
+    }
+    if groups.is_empty() {
+        // No host: the template is still built, so a bad field is reported as before.
+        groups.push((s.env.clone(), Vec::new()));
+    }
+    groups
+}
+
+/// Each host once, in name order.
+fn sorted_hosts<'h>(hosts: impl IntoIterator<Item = &'h String>) -> Vec<String> {
+    hosts.into_iter().collect::<BTreeSet<_>>().into_iter().cloned().collect()
 }
 
 /// Accessories first, then roles, each in name order: the order the plan's phases use.
@@ -182,9 +259,10 @@ fn sources(app: &App) -> Vec<Source<'_>> {
         out.push(Source {
             component: Component::Accessory(name.clone()),
             image: &a.image,
-            hosts: &a.hosts,
+            hosts: accessory_hosts(&app.spec, a),
             cmd: a.cmd.as_ref(),
             env: a.env.clone(),
+            host_env: None,
             files: &a.files,
             labels: &a.labels,
             spec: ComponentSpec::Accessory(a),
@@ -196,9 +274,10 @@ fn sources(app: &App) -> Vec<Source<'_>> {
         out.push(Source {
             component: Component::Role(name.clone()),
             image: &app.spec.image,
-            hosts: &r.hosts,
+            hosts: sorted_hosts(&r.hosts),
             cmd: r.cmd.as_ref(),
             env,
+            host_env: Some(&r.host_env),
             files: &r.files,
             labels: &r.labels,
             spec: ComponentSpec::Role(r),
@@ -207,23 +286,34 @@ fn sources(app: &App) -> Vec<Source<'_>> {
     out
 }
 
-/// The container for one component, identical on every host, built from its typed form.
+/// The container for one component on the hosts whose effective env is `env`, built from its typed form.
 fn build(
     app: &App,
     s: &Source<'_>,
+    env: &BTreeMap<String, EnvValue>,
     images: &BTreeMap<String, String>,
     secrets: &SecretValues,
 ) -> Result<ContainerTemplate, PlanError> {
     let (app_name, ns) = (app.metadata.name.as_str(), app.namespace());
-    let (env, canonical_env) = resolve_env(&s.component, &s.env, secrets)?;
+    let (env, canonical_env) = resolve_env(&s.component, env, secrets)?;
     let (files, canonical_files) = resolve_files(&s.component, s.files, secrets)?;
     let image = images.get(s.image).ok_or_else(|| PlanError::UnresolvedImage { image: s.image.to_string() })?;
-    let (workload, limits, proxy) = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
+    let typed = s.spec.typed().map_err(|e| PlanError::InvalidSpec {
         component: s.component.to_string(),
-        field: e.field.to_string(),
+        field: e.key.as_ref().map_or_else(|| e.field.to_string(), |k| format!("{}.{k}", e.field)),
         message: e.message,
     })?;
-    let ParsedWorkload { ports, volumes, healthcheck, stop } = workload;
+    let Typed { workload, limits, proxy, readiness_delay, directories } = typed;
+    let ParsedWorkload { ports, volumes, healthcheck, stop, options, logging } = workload;
+    let logging = Logging::overlay(app.spec.logging.as_ref(), logging.as_ref());
+    let directories: Vec<HostDirectory> = directories
+        .iter()
+        .map(|d| HostDirectory {
+            source: d.host_path(app_name, ns, s.component.name()),
+            target: d.target.clone(),
+            read_only: d.read_only,
+        })
+        .collect();
     let volumes: Vec<VolumeMount> = volumes.into_iter().map(|m| scope_volume(m, app_name, ns)).collect();
     let healthcheck = healthcheck.map(docker_healthcheck);
     let RoleLimits { restart, memory, nano_cpus } = limits;
@@ -241,6 +331,13 @@ fn build(
     sorted_ports.sort();
     let mut sorted_volumes: Vec<_> = volumes.iter().map(canonical_volume).collect();
     sorted_volumes.sort();
+    let ContainerOptions { extra_hosts, cap_add, devices, ulimits, shm_size, user, workdir, host_network } = &options;
+    let mut sorted_caps: Vec<&str> = cap_add.iter().map(String::as_str).collect();
+    sorted_caps.sort_unstable();
+    sorted_caps.dedup();
+    let mut sorted_directories: Vec<_> =
+        directories.iter().map(|d| (d.source.as_str(), d.target.as_str(), d.read_only)).collect();
+    sorted_directories.sort();
     let canonical = Canonical {
         version: HASH_VERSION,
         image,
@@ -259,6 +356,17 @@ fn build(
         stop_timeout: stop.timeout_secs,
         stop_signal: stop.signal.as_deref(),
         proxy_network: proxy.as_ref().map(|_| PROXY_NETWORK),
+        readiness_delay_ms: readiness_delay.map(|d| d.as_millis() as u64),
+        logging: logging.as_ref().map(|l| (l.driver.as_deref(), &l.options)),
+        extra_hosts: extra_hosts.iter().map(ToString::to_string).collect(),
+        cap_add: sorted_caps,
+        devices: devices.iter().map(|d| (d.host.as_str(), d.container.as_str(), d.permissions.as_str())).collect(),
+        ulimits: ulimits.iter().map(|u| (u.name.as_str(), u.soft, u.hard)).collect(),
+        shm_size: *shm_size,
+        user: user.as_deref(),
+        workdir: workdir.as_deref(),
+        host_network: *host_network,
+        directories: sorted_directories,
     };
     let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
     let hash = hex::encode(Sha256::digest(&bytes));
@@ -284,6 +392,10 @@ fn build(
         network,
         alias,
         proxy,
+        readiness_delay,
+        logging,
+        options,
+        directories,
         hash,
     })
 }

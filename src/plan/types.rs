@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::spec::{SecretKeyRef, SecretValue};
+use crate::spec::{ContainerOptions, Logging, SecretKeyRef, SecretValue};
 
 pub use super::labels::Component;
 pub use crate::spec::{PortMapping, Protocol, RestartPolicy, VolumeMount};
@@ -199,8 +199,44 @@ pub struct ContainerTemplate {
     /// the new container first and moves the route to it once it answers its health path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Arc<super::routes::ProxyTarget>>,
+    /// Without a healthcheck, how long after its start the container counts as ready (a role's
+    /// `readinessDelay`); `None`: as soon as it runs.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ms", rename = "readinessDelayMs")]
+    pub readiness_delay: Option<Duration>,
+    /// Docker's log driver and options (the App's overlaid by the component's); `None` keeps the daemon's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// `docker run` flags; with `host_network` the container joins the host's network, not `network`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub options: ContainerOptions,
+    /// An accessory's host directories, bound as Docker's legacy binds so Docker makes a missing one;
+    /// never deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_display_list")]
+    pub directories: Vec<HostDirectory>,
     /// sha256 (hex) of the canonical runtime config; also in `labels["berth.config-hash"]`.
     pub hash: String,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// A host directory mounted into a container, made by Docker when missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDirectory {
+    /// Absolute path on the host (`/var/lib/berth/{app}-{namespace}/{accessory}/{name}`).
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl fmt::Display for HostDirectory {
+    /// Docker's bind text, `source:target[:ro]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}{}", self.source, self.target, if self.read_only { ":ro" } else { "" })
+    }
 }
 
 /// A Secret's value as a converge may use it, with the revision (etcd `mod_revision`) its users'

@@ -9,6 +9,7 @@ pub mod error;
 pub mod image;
 pub mod kind;
 pub mod network;
+pub mod options;
 pub mod parse;
 pub mod ports;
 pub mod proxy;
@@ -26,10 +27,13 @@ pub use error::{SpecError, SpecErrors};
 pub use image::{parse_image, ImageRef};
 pub use kind::Kind;
 pub use network::{pool_warnings, AddressPool, PoolExhausted, Subnet};
+pub use options::{
+    ContainerOptions, Device, Directory, ExtraHost, HostAddress, Logging, RunOptions, Ulimit, UlimitValue,
+};
 pub use parse::{load_paths, load_sources, parse_str, Loaded};
 pub use ports::{parse_port, PortMapping, Protocol};
 pub use proxy::{route_claims, HostProxy, ParsedProxy, ProxySettings, RoleProxy, RouteClaim, TlsMode};
-pub use relations::{app_uses_host, endpoint_twins, hosts_of, secrets_used, HasMeta};
+pub use relations::{accessory_hosts, app_uses_host, endpoint_twins, hosts_of, secrets_used, HasMeta};
 pub use schema::{crd_value, crd_yaml, openapi_schema};
 pub use secret::{validate_secret, EnvValue, FileSource, Secret, SecretKeyRef, SecretType, SecretValue};
 pub use typed::{

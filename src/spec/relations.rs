@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{App, Host, ObjectMeta};
+use super::{Accessory, App, AppSpec, Host, ObjectMeta};
 
 /// Gives code that handles every resource kind (the store's apply rules) their metadata.
 pub trait HasMeta {
@@ -45,6 +45,14 @@ pub fn hosts_of(app: &App) -> BTreeSet<String> {
     roles.chain(accessories).cloned().collect()
 }
 
+/// The hosts an accessory runs on: its own `hosts` and every host of the roles it names in `roles`
+/// (an unknown role adds none; validation refuses it), each once, in name order.
+pub fn accessory_hosts(spec: &AppSpec, acc: &Accessory) -> Vec<String> {
+    let of_roles = acc.roles.iter().filter_map(|r| spec.roles.get(r)).flat_map(|r| r.hosts.iter());
+    let all: BTreeSet<&String> = acc.hosts.iter().chain(of_roles).collect();
+    all.into_iter().cloned().collect()
+}
+
 /// Whether an App places any container on a host.
 pub fn app_uses_host(app: &App, host: &str) -> bool {
     app.spec.roles.values().any(|r| r.hosts.iter().any(|h| h == host))
@@ -69,6 +77,8 @@ pub fn secrets_used(app: &App) -> std::collections::BTreeSet<&str> {
     out.extend(spec.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
     for r in spec.roles.values() {
         out.extend(r.env.values().filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
+        let per_host = r.host_env.values().flat_map(|env| env.values());
+        out.extend(per_host.filter_map(|v| v.secret_ref()).map(|r| r.name.as_str()));
         out.extend(r.files.values().filter_map(|f| f.secret_key_ref.as_ref()).map(|r| r.name.as_str()));
         if let Some(super::proxy::ProxyTls::Secret { secret_ref }) = r.proxy.as_ref().and_then(|p| p.tls.as_ref()) {
             out.insert(secret_ref.as_str());
@@ -111,6 +121,25 @@ mod tests {
         }
         assert!(!app_uses_host(&a, "h4"));
         assert!(hosts_of(&app("{}", "{}")).is_empty());
+    }
+
+    #[test]
+    fn an_accessory_runs_on_its_hosts_and_its_roles_hosts() {
+        let a = app(
+            r#"{"web": {"hosts": ["h2", "h1"]}, "jobs": {"hosts": ["h4"]}}"#,
+            r#"{"db": {"image": "d", "hosts": ["h3", "h1"], "roles": ["web"]}, "cache": {"image": "r", "roles": ["nope"]}}"#,
+        );
+        assert_eq!(accessory_hosts(&a.spec, &a.spec.accessories["db"]), ["h1", "h2", "h3"]);
+        assert!(accessory_hosts(&a.spec, &a.spec.accessories["cache"]).is_empty());
+    }
+
+    #[test]
+    fn secrets_read_per_host_count_as_used() {
+        let a = app(
+            r#"{"web": {"hosts": ["h1"], "hostEnv": {"h1": {"K": {"secretKeyRef": {"name": "tag1", "key": "k"}}}}}}"#,
+            "{}",
+        );
+        assert!(secrets_used(&a).contains("tag1"));
     }
 
     #[test]

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::image::{parse_image, ImageRef};
+use super::options::{
+    parse_add_host, parse_capability, parse_device, parse_directory, parse_network, parse_shm_size, parse_ulimit,
+    parse_user, parse_workdir, ContainerOptions, Directory, Logging, RunOptions,
+};
 use super::ports::{parse_port, PortMapping};
 use super::types::{Accessory, Command, Healthcheck, Role, Rollout, DEFAULT_HEALTH_TIMEOUT, DEFAULT_MAX_UNAVAILABLE};
 use super::values::{parse_duration, parse_memory, parse_restart, MaxUnavailable, RestartPolicy};
@@ -22,20 +26,29 @@ pub struct FieldError {
     pub field: &'static str,
     /// The entry of a list field (`ports[1]`).
     pub index: Option<usize>,
+    /// The entry of a map field (`options.ulimits.nofile`).
+    pub key: Option<String>,
     /// What is wrong, phrased for the user.
     pub message: String,
 }
 
 impl FieldError {
     fn new(field: &'static str, index: Option<usize>, message: String) -> Self {
-        FieldError { field, index, message }
+        FieldError { field, index, key: None, message }
     }
 
     /// The full field path under `base` (`spec.roles.web` gives `spec.roles.web.ports[1]`).
     pub fn path_under(&self, base: &str) -> String {
-        match self.index {
+        let path = match self.index {
             Some(i) => format!("{base}.{}[{i}]", self.field),
             None => format!("{base}.{}", self.field),
+        };
+        match &self.key {
+            Some(k) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                format!("{path}.{k}")
+            }
+            Some(k) => format!("{path}[{k:?}]"),
+            None => path,
         }
     }
 }
@@ -116,6 +129,10 @@ pub struct ParsedWorkload {
     pub healthcheck: Option<ParsedHealthcheck>,
     /// How the container is asked to stop.
     pub stop: StopControl,
+    /// The `docker run` flags of `options`.
+    pub options: ContainerOptions,
+    /// Its own `logging` (the planner overlays it on the App's).
+    pub logging: Option<Logging>,
 }
 
 /// `stopTimeout` and `stopSignal`, as Docker takes them; `None` keeps Docker's default (10 s, the
@@ -168,24 +185,96 @@ impl StopControl {
     }
 }
 
+/// The wire fields a role and an accessory share, as [`ParsedWorkload::collect`] reads them.
+pub(super) struct WorkloadFields<'a> {
+    pub ports: &'a [String],
+    pub volumes: &'a [String],
+    pub healthcheck: Option<&'a Healthcheck>,
+    /// `stopTimeout` and `stopSignal`.
+    pub stop: (Option<&'a String>, Option<&'a String>),
+    pub options: Option<&'a RunOptions>,
+    pub logging: Option<&'a Logging>,
+}
+
+impl<'a> WorkloadFields<'a> {
+    pub(super) fn of_role(r: &'a Role) -> Self {
+        WorkloadFields {
+            ports: &r.ports,
+            volumes: &r.volumes,
+            healthcheck: r.healthcheck.as_ref(),
+            stop: (r.stop_timeout.as_ref(), r.stop_signal.as_ref()),
+            options: r.options.as_ref(),
+            logging: r.logging.as_ref(),
+        }
+    }
+
+    pub(super) fn of_accessory(a: &'a Accessory) -> Self {
+        WorkloadFields {
+            ports: &a.ports,
+            volumes: &a.volumes,
+            healthcheck: a.healthcheck.as_ref(),
+            stop: (a.stop_timeout.as_ref(), a.stop_signal.as_ref()),
+            options: a.options.as_ref(),
+            logging: a.logging.as_ref(),
+        }
+    }
+}
+
 impl ParsedWorkload {
     /// Reads every field, recording each that fails (and leaving it out) so validation sees them all.
-    pub(super) fn collect(
-        ports: &[String],
-        volumes: &[String],
-        healthcheck: Option<&Healthcheck>,
-        stop: (Option<&String>, Option<&String>),
-        errors: &mut Vec<FieldError>,
-    ) -> Self {
-        let ports = ports.iter().enumerate().filter_map(|(i, p)| record(errors, "ports", Some(i), parse_port(p)));
-        let ports = ports.collect();
+    pub(super) fn collect(w: &WorkloadFields<'_>, errors: &mut Vec<FieldError>) -> Self {
+        let ports = w.ports.iter().enumerate().filter_map(|(i, p)| record(errors, "ports", Some(i), parse_port(p)));
+        let ports: Vec<PortMapping> = ports.collect();
         let volumes =
-            volumes.iter().enumerate().filter_map(|(i, v)| record(errors, "volumes", Some(i), parse_volume(v)));
+            w.volumes.iter().enumerate().filter_map(|(i, v)| record(errors, "volumes", Some(i), parse_volume(v)));
         let volumes = volumes.collect();
-        let healthcheck = healthcheck.map(|h| parse_healthcheck(h, errors));
-        let stop = StopControl::collect(stop.0.map(String::as_str), stop.1.map(String::as_str), errors);
-        ParsedWorkload { ports, volumes, healthcheck, stop }
+        let healthcheck = w.healthcheck.map(|h| parse_healthcheck(h, errors));
+        let stop = StopControl::collect(w.stop.0.map(String::as_str), w.stop.1.map(String::as_str), errors);
+        let options = w.options.map(|o| collect_options(o, errors)).unwrap_or_default();
+        if options.host_network && !w.ports.is_empty() {
+            let msg = "a container on the host network publishes no ports: it listens on the host's own (remove ports or options.network)";
+            errors.push(FieldError::new("ports", None, msg.to_string()));
+        }
+        if let Some(l) = w.logging {
+            for (field, message) in l.problems() {
+                errors.push(FieldError::new(field, None, message));
+            }
+        }
+        ParsedWorkload { ports, volumes, healthcheck, stop, options, logging: w.logging.cloned() }
     }
+}
+
+/// Reads `options`, each flag by its own parser, recording each that fails.
+fn collect_options(o: &RunOptions, errors: &mut Vec<FieldError>) -> ContainerOptions {
+    fn each<T>(
+        errors: &mut Vec<FieldError>,
+        field: &'static str,
+        items: &[String],
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        items.iter().enumerate().filter_map(|(i, t)| record(errors, field, Some(i), parse(t))).collect()
+    }
+    let extra_hosts = each(errors, "options.addHosts", &o.add_hosts, parse_add_host);
+    let cap_add = each(errors, "options.capAdd", &o.cap_add, parse_capability);
+    let devices = each(errors, "options.devices", &o.devices, parse_device);
+    let mut ulimits = Vec::new();
+    for (name, value) in &o.ulimits {
+        match parse_ulimit(name, value) {
+            Ok(u) => ulimits.push(u),
+            Err(message) => {
+                errors.push(FieldError { field: "options.ulimits", index: None, key: Some(name.clone()), message })
+            }
+        }
+    }
+    let mut optional = |field, text: &Option<String>, parse: fn(&str) -> Result<String, String>| {
+        text.as_deref().and_then(|t| record(errors, field, None, parse(t)))
+    };
+    let user = optional("options.user", &o.user, parse_user);
+    let workdir = optional("options.workdir", &o.workdir, parse_workdir);
+    let shm_size = o.shm_size.as_deref().and_then(|t| record(errors, "options.shmSize", None, parse_shm_size(t)));
+    let host_network =
+        o.network.as_deref().and_then(|t| record(errors, "options.network", None, parse_network(t))).unwrap_or(false);
+    ContainerOptions { extra_hosts, cap_add, devices, ulimits, shm_size, user, workdir, host_network }
 }
 
 /// A role's restart policy and resource limits, in Docker's units; an accessory runs with the defaults.
@@ -238,27 +327,48 @@ pub struct ParsedRole {
     pub limits: RoleLimits,
     /// Routes through the host's proxy, when the role is proxied.
     pub proxy: Option<super::proxy::ParsedProxy>,
+    /// Without a healthcheck, how long after its start a container counts as ready.
+    pub readiness_delay: Option<Duration>,
 }
 
 impl ParsedRole {
     /// The typed form, or the first field (in spec order) that does not parse.
     pub fn parse(role: &Role) -> Result<ParsedRole, FieldError> {
         let mut errors = Vec::new();
-        let stop = (role.stop_timeout.as_ref(), role.stop_signal.as_ref());
-        let workload =
-            ParsedWorkload::collect(&role.ports, &role.volumes, role.healthcheck.as_ref(), stop, &mut errors);
+        let workload = ParsedWorkload::collect(&WorkloadFields::of_role(role), &mut errors);
         let limits = RoleLimits::collect(role, &mut errors);
         let proxy = match role.proxy.as_ref().map(super::proxy::ParsedProxy::parse) {
             None => None,
             Some(Ok(p)) => Some(p),
             Some(Err((field, message))) => {
-                errors.push(FieldError { field: "proxy", index: None, message: format!("{field}: {message}") });
+                errors.push(FieldError::new("proxy", None, format!("{field}: {message}")));
                 None
             }
         };
+        if let Some(message) = proxy_on_host_network(role, &workload) {
+            errors.push(FieldError::new("proxy", None, message.to_string()));
+        }
+        let readiness_delay = readiness_delay(role, &mut errors);
         first(errors)?;
-        Ok(ParsedRole { workload, limits, proxy })
+        Ok(ParsedRole { workload, limits, proxy, readiness_delay })
     }
+}
+
+/// A proxied role joins the proxy network, which a container on the host network cannot.
+pub(super) fn proxy_on_host_network(role: &Role, workload: &ParsedWorkload) -> Option<&'static str> {
+    (role.proxy.is_some() && workload.options.host_network)
+        .then_some("a proxied role joins the proxy network, so it cannot use options.network: host")
+}
+
+/// `readinessDelay`, recording it when it fails.
+pub(super) fn readiness_delay(role: &Role, errors: &mut Vec<FieldError>) -> Option<Duration> {
+    role.readiness_delay.as_deref().and_then(|t| record(errors, "readinessDelay", None, parse_duration(t)))
+}
+
+/// An accessory's `directories`, recording each that fails.
+pub(super) fn directories(acc: &Accessory, errors: &mut Vec<FieldError>) -> Vec<Directory> {
+    let parsed = acc.directories.iter().enumerate();
+    parsed.filter_map(|(i, d)| record(errors, "directories", Some(i), parse_directory(d))).collect()
 }
 
 /// An accessory's runtime fields, typed.
@@ -268,17 +378,19 @@ pub struct ParsedAccessory {
     pub image: ImageRef,
     /// Ports, volumes, healthcheck.
     pub workload: ParsedWorkload,
+    /// Host directories under berth's folder for it, in spec order.
+    pub directories: Vec<Directory>,
 }
 
 impl ParsedAccessory {
     /// The typed form, or the first field (in spec order) that does not parse.
     pub fn parse(acc: &Accessory) -> Result<ParsedAccessory, FieldError> {
         let mut errors = Vec::new();
-        let stop = (acc.stop_timeout.as_ref(), acc.stop_signal.as_ref());
-        let workload = ParsedWorkload::collect(&acc.ports, &acc.volumes, acc.healthcheck.as_ref(), stop, &mut errors);
+        let workload = ParsedWorkload::collect(&WorkloadFields::of_accessory(acc), &mut errors);
         let image = record(&mut errors, "image", None, parse_image(&acc.image));
+        let directories = directories(acc, &mut errors);
         first(errors)?;
-        Ok(ParsedAccessory { image: image.expect("no error means the image parsed"), workload })
+        Ok(ParsedAccessory { image: image.expect("no error means the image parsed"), workload, directories })
     }
 }
 

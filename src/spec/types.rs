@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::options::{Logging, RunOptions};
 use super::proxy::{HostProxy, RoleProxy};
 use super::secret::{EnvValue, FileSource, Secret};
 
@@ -139,6 +140,9 @@ pub struct AppSpec {
     pub accessories: BTreeMap<String, Accessory>,
     #[serde(default)]
     pub rollout: Rollout,
+    /// Docker's log driver and options for every container; a role's or accessory's own overlays it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
 }
 
 /// A command: a shell string (run with `sh -c`) or an exec list.
@@ -193,6 +197,20 @@ pub struct Role {
     /// container takes traffic only once it answers its health path; the old one is drained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<RoleProxy>,
+    /// Env per host (a Host name, one of `hosts`), overlaid on the App's and the role's env for the
+    /// container on that host (Kamal's tags).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_env: BTreeMap<String, BTreeMap<String, EnvValue>>,
+    /// Without a healthcheck, a container counts as ready only this long after it started (`7s`);
+    /// default: as soon as it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_delay: Option<String>,
+    /// Overlays the App's `logging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// A typed subset of `docker run` flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<RunOptions>,
 }
 
 /// A supporting service (database, cache) that roles wait for.
@@ -200,7 +218,12 @@ pub struct Role {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Accessory {
     pub image: String,
+    /// Hosts it runs on; with `roles`, the union. At least one of the two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Roles of this App on whose every host it also runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Command>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -225,6 +248,16 @@ pub struct Accessory {
     /// The signal that asks the process to stop (`SIGTERM`, `SIGQUIT`, `SIGINT`, `SIGUSR1`, …); default the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `name:/path[:ro]`: the host directory `/var/lib/berth/{app}-{namespace}/{accessory}/{name}`
+    /// (made when missing, never deleted) mounted at the path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<String>,
+    /// Overlays the App's `logging`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    /// A typed subset of `docker run` flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<RunOptions>,
 }
 
 /// A Docker healthcheck; durations are strings such as `5s`, `1m30s`.

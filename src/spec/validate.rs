@@ -11,11 +11,13 @@ use super::endpoint::{parse_endpoint, Endpoint};
 use super::image::parse_image;
 use super::ports::{parse_port, PortMapping, Protocol};
 use super::proxy::{route_claims, ParsedProxy, ProxySettings, RouteClaim, TlsMode};
+use super::relations::accessory_hosts;
 use super::secret::{EnvValue, FileSource, SecretKeyRef};
 use super::typed::{
-    check_command, FieldError, ParsedAccessory, ParsedRole, ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp,
+    check_command, directories, proxy_on_host_network, readiness_delay, FieldError, ParsedAccessory, ParsedRole,
+    ParsedWorkload, RoleLimits, RolloutPolicy, ValidApp, WorkloadFields,
 };
-use super::types::{Accessory, App, Command, Healthcheck, Host, Resource, Role, API_VERSION};
+use super::types::{Accessory, App, Command, Host, Resource, Role, API_VERSION};
 use super::values::{check_dns_label, check_env_key};
 
 /// A problem: field path (`spec.roles.web.ports[0]`) and message.
@@ -102,6 +104,9 @@ pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
     let image = p.take("spec.image", parse_image(&spec.image));
     check_env(&mut p, "spec.env", &spec.env);
     check_pull_secrets(&mut p, "spec.imagePullSecrets", &spec.image_pull_secrets);
+    for (field, message) in spec.logging.iter().flat_map(|l| l.problems()) {
+        p.push(format!("spec.{field}"), message);
+    }
     if spec.roles.is_empty() && spec.accessories.is_empty() {
         p.push("spec", "app has no roles and no accessories: nothing to run");
     }
@@ -112,6 +117,16 @@ pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
     let mut errors = Vec::new();
     let rollout = RolloutPolicy::collect(&spec.rollout, &mut errors);
     p.fields("spec", errors);
+    for (name, role) in &roles {
+        if let Some(delay) = role.readiness_delay.filter(|d| *d >= rollout.health_timeout) {
+            let msg = format!(
+                "readinessDelay {} is not shorter than rollout.healthTimeout {}: no container would ever count as ready",
+                humantime::format_duration(delay),
+                humantime::format_duration(rollout.health_timeout)
+            );
+            p.push(format!("{}.readinessDelay", key_path("spec.roles", name)), msg);
+        }
+    }
     check_ports_unique(&mut p, app);
     check_routes_unique(&mut p, app);
     let accessories: Option<_> = accessories.into_iter().map(|(name, acc)| acc.map(|a| (name, a))).collect();
@@ -127,15 +142,18 @@ pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
 struct Workload<'a> {
     path: String,
     what: &'static str,
+    /// `hosts` as written.
     hosts: &'a [String],
+    /// Where it runs: `hosts`, and for an accessory the hosts of its `roles` too.
+    placement: Vec<String>,
+    /// An accessory's `roles`: with them, `hosts` may be empty.
+    roles: &'a [String],
     cmd: Option<&'a Command>,
     env: &'a BTreeMap<String, EnvValue>,
     files: &'a BTreeMap<String, FileSource>,
     ports: &'a [String],
-    volumes: &'a [String],
-    healthcheck: Option<&'a Healthcheck>,
-    /// `stopTimeout` and `stopSignal`.
-    stop: (Option<&'a String>, Option<&'a String>),
+    /// What the typed parsers read.
+    fields: WorkloadFields<'a>,
 }
 
 fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
@@ -143,35 +161,35 @@ fn role_workload<'a>(name: &str, r: &'a Role) -> Workload<'a> {
         path: key_path("spec.roles", name),
         what: "role",
         hosts: &r.hosts,
+        placement: r.hosts.clone(),
+        roles: &[],
         cmd: r.cmd.as_ref(),
         env: &r.env,
         files: &r.files,
         ports: &r.ports,
-        volumes: &r.volumes,
-        healthcheck: r.healthcheck.as_ref(),
-        stop: (r.stop_timeout.as_ref(), r.stop_signal.as_ref()),
+        fields: WorkloadFields::of_role(r),
     }
 }
 
-fn accessory_workload<'a>(name: &str, a: &'a Accessory) -> Workload<'a> {
+fn accessory_workload<'a>(app: &App, name: &str, a: &'a Accessory) -> Workload<'a> {
     Workload {
         path: key_path("spec.accessories", name),
         what: "accessory",
         hosts: &a.hosts,
+        placement: accessory_hosts(&app.spec, a),
+        roles: &a.roles,
         cmd: a.cmd.as_ref(),
         env: &a.env,
         files: &a.files,
         ports: &a.ports,
-        volumes: &a.volumes,
-        healthcheck: a.healthcheck.as_ref(),
-        stop: (a.stop_timeout.as_ref(), a.stop_signal.as_ref()),
+        fields: WorkloadFields::of_accessory(a),
     }
 }
 
 /// Roles then accessories, in name order: the order every app-wide check walks them.
 fn workloads(app: &App) -> impl Iterator<Item = Workload<'_>> {
     let roles = app.spec.roles.iter().map(|(n, r)| role_workload(n, r));
-    roles.chain(app.spec.accessories.iter().map(|(n, a)| accessory_workload(n, a)))
+    roles.chain(app.spec.accessories.iter().map(move |(n, a)| accessory_workload(app, n, a)))
 }
 
 fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) -> ParsedRole {
@@ -184,9 +202,20 @@ fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) -> ParsedRol
             }
         }
     }
+    for (host, env) in &role.host_env {
+        let at = key_path(&format!("{}.hostEnv", w.path), host);
+        if !role.hosts.contains(host) {
+            p.push(at.clone(), format!("host {host:?} is not one of this role's hosts"));
+        }
+        check_env(p, &at, env);
+    }
     let mut errors = Vec::new();
     let limits = RoleLimits::collect(role, &mut errors);
+    let readiness_delay = readiness_delay(role, &mut errors);
     p.fields(&w.path, errors);
+    if let Some(message) = proxy_on_host_network(role, &workload) {
+        p.push(format!("{}.options.network", w.path), message);
+    }
     let proxy = role.proxy.as_ref().and_then(|section| {
         if !role.ports.is_empty() {
             let msg = "a proxied role publishes no host port of its own: the host's proxy serves it";
@@ -200,18 +229,26 @@ fn check_role(p: &mut Problems, app: &App, name: &str, role: &Role) -> ParsedRol
             }
         }
     });
-    ParsedRole { workload, limits, proxy }
+    ParsedRole { workload, limits, proxy, readiness_delay }
 }
 
 fn check_accessory(p: &mut Problems, app: &App, name: &str, acc: &Accessory) -> Option<ParsedAccessory> {
-    let w = accessory_workload(name, acc);
+    let w = accessory_workload(app, name, acc);
     let workload = check_workload(p, name, &w);
+    for (i, role) in acc.roles.iter().enumerate() {
+        if !app.spec.roles.contains_key(role) {
+            p.push(format!("{}.roles[{i}]", w.path), format!("no role named {role:?} in this app"));
+        }
+    }
+    let mut errors = Vec::new();
+    let directories = directories(acc, &mut errors);
+    p.fields(&w.path, errors);
     let image = p.take(format!("{}.image", w.path), parse_image(&acc.image));
     check_pull_secrets(p, &format!("{}.imagePullSecrets", w.path), &acc.image_pull_secrets);
     if app.spec.roles.contains_key(name) {
         p.push(w.path.clone(), format!("{name:?} is both a role and an accessory name (they share network aliases)"));
     }
-    image.map(|image| ParsedAccessory { image, workload })
+    image.map(|image| ParsedAccessory { image, workload, directories })
 }
 
 /// The checks roles and accessories share; their runtime fields come back typed.
@@ -224,7 +261,7 @@ fn check_workload(p: &mut Problems, name: &str, w: &Workload<'_>) -> ParsedWorkl
     check_env(p, &format!("{}.env", w.path), w.env);
     check_files(p, &format!("{}.files", w.path), w.files);
     let mut errors = Vec::new();
-    let typed = ParsedWorkload::collect(w.ports, w.volumes, w.healthcheck, w.stop, &mut errors);
+    let typed = ParsedWorkload::collect(&w.fields, &mut errors);
     p.fields(&w.path, errors);
     typed
 }
@@ -245,8 +282,12 @@ fn check_component_name(name: &str, what: &str) -> Result<(), String> {
 }
 
 fn check_hosts(p: &mut Problems, w: &Workload<'_>) {
-    if w.hosts.is_empty() {
-        p.push(format!("{}.hosts", w.path), format!("{} has no hosts", w.what));
+    match (w.hosts.is_empty(), w.what) {
+        (true, "accessory") if w.roles.is_empty() => {
+            p.push(format!("{}.hosts", w.path), "accessory has no hosts and no roles: give hosts, roles or both")
+        }
+        (true, "role") => p.push(format!("{}.hosts", w.path), format!("{} has no hosts", w.what)),
+        _ => {}
     }
     let mut seen = BTreeSet::new();
     for (i, host) in w.hosts.iter().enumerate() {
@@ -316,7 +357,7 @@ pub struct PublishedPort {
 pub fn published_ports(app: &App) -> Vec<PublishedPort> {
     let mut out = Vec::new();
     for w in workloads(app) {
-        let hosts: BTreeSet<&String> = w.hosts.iter().collect();
+        let hosts: BTreeSet<&String> = w.placement.iter().collect();
         for (i, text) in w.ports.iter().enumerate() {
             let Ok(mapping) = parse_port(text) else { continue };
             for host in &hosts {
