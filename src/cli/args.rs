@@ -208,6 +208,11 @@ pub enum Command {
     /// Run a command in one running container of a role or accessory (-it: an interactive terminal);
     /// exits with the command's exit code.
     Exec(super::exec::ExecArgs),
+    /// Convert another tool's configuration into berth's resources: `berth import kamal`.
+    Import {
+        #[command(subcommand)]
+        what: super::import::ImportWhat,
+    },
     /// Print a shell completion script: `berth completion bash > /etc/bash_completion.d/berth`.
     Completion {
         /// The shell.

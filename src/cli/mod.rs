@@ -8,6 +8,7 @@ mod diff;
 mod etcd_config;
 mod exec;
 mod history;
+mod import;
 mod logging;
 mod logs;
 mod output;
@@ -43,6 +44,8 @@ pub enum ExitCode {
     Guarded = 6,
     /// `berth diff` found a difference (its exit 1 means that, so its invalid input is 7).
     DiffInvalidInput = 7,
+    /// `berth import --secrets` cannot seal: no recipient given or published (nothing was printed).
+    SealUnavailable = 8,
 }
 
 /// An error on its way to the user: the message and the exit code it maps to.
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keygen { out } => secrets::keygen(&out),
         Command::Seal { files, recipient } => secrets::seal_files(&cli.global, &files, recipient).await,
         Command::Diff(d) => diff::diff(&cli.global, d).await,
+        Command::Import { what } => import::import(&cli.global, what).await,
         Command::Logs(a) => logs::logs(&cli.global, a).await,
         Command::Exec(a) => exec::exec(&cli.global, a).await,
         Command::Completion { shell } => {

@@ -86,14 +86,19 @@ fn map_one(
         let p = if p.contains(':') { p } else { format!("{p}:{p}") };
         acc.insert("ports".into(), json!([p]));
     }
-    if let Some(v) = node.get("volumes") {
-        acc.insert("volumes".into(), json!(options::volumes(v, &node.at("volumes"), &mut ctx.report)));
-    }
+    let mut volumes = match node.get("volumes") {
+        Some(v) => options::volumes(v, &node.at("volumes"), &mut ctx.report),
+        None => Vec::new(),
+    };
     if let Some(v) = node.get("directories") {
-        let dirs = directories(v, &node.at("directories"), ctx);
+        let (dirs, binds) = directories(v, &node.at("directories"), ctx);
+        volumes.extend(binds.into_iter().map(Value::String));
         if !dirs.is_empty() {
             acc.insert("directories".into(), json!(dirs));
         }
+    }
+    if !volumes.is_empty() {
+        acc.insert("volumes".into(), Value::Array(volumes));
     }
     if let Some(l) = node.get("labels") {
         acc.insert("labels".into(), Value::Object(options::labels(l, &node.at("labels"), &mut ctx.report)));
@@ -230,16 +235,28 @@ fn files(v: &Yaml, path: &str, ctx: &mut Ctx<'_>) -> Map<String, Value> {
     out
 }
 
-/// Kamal `directories` as berth's `name:/path` (mode, owner and mount options are reported).
-fn directories(v: &Yaml, path: &str, ctx: &mut Ctx<'_>) -> Vec<String> {
-    let mut out = Vec::new();
+/// Kamal `directories` as berth's `name:/path[:ro]` (a name under the accessory's folder on the
+/// host, as Kamal's relative paths are under the service's); an absolute host path is a bind mount
+/// in `volumes` (Docker creates a missing one, as Kamal does). Mode, owner and options other than
+/// `ro` are reported.
+fn directories(v: &Yaml, path: &str, ctx: &mut Ctx<'_>) -> (Vec<String>, Vec<String>) {
+    let (mut dirs, mut binds) = (Vec::new(), Vec::new());
     for (at, (local, remote, opts, mode, owner)) in path_entries(v, path, ctx) {
-        for (field, value) in [("options", opts), ("mode", mode), ("owner", owner)] {
+        let read_only = opts.as_deref().is_some_and(|o| o.split(',').any(|o| o == "ro"));
+        if opts.as_deref().is_some_and(|o| o.split(',').any(|o| o != "ro" && o != "rw")) {
+            ctx.report.unsupported(format!("{at}/options"), "mount options: berth keeps ro/rw only");
+        }
+        for (field, value) in [("mode", mode), ("owner", owner)] {
             if value.is_some() {
                 ctx.report.unsupported(format!("{at}/{field}"), "berth creates directories with Docker's defaults");
             }
         }
-        out.push(format!("{local}:{remote}"));
+        let suffix = if read_only { ":ro" } else { "" };
+        if local.starts_with('/') {
+            binds.push(format!("{local}:{remote}{suffix}"));
+        } else {
+            dirs.push(format!("{local}:{remote}{suffix}"));
+        }
     }
-    out
+    (dirs, binds)
 }

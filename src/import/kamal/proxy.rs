@@ -39,11 +39,13 @@ pub struct ProxyConf {
     pub https_port: Option<u16>,
     /// The Kamal path of the section, for messages.
     pub path: String,
+    /// Whether a `proxy` section was written (else the primary role's implicit kamal-proxy).
+    pub written: bool,
 }
 
 /// Parses one `proxy` section, reporting what berth's proxy cannot do (once, at that section).
 pub fn parse(node: Node<'_>, report: &mut Report) -> ProxyConf {
-    let mut c = ProxyConf { path: node.path.clone(), ..ProxyConf::default() };
+    let mut c = ProxyConf { path: node.path.clone(), written: true, ..ProxyConf::default() };
     if let Some(h) = node.get("hosts").or_else(|| node.get("host")).and_then(strings) {
         c.hosts = Some(h);
     }
@@ -127,6 +129,7 @@ pub fn merge(root: &ProxyConf, role: &ProxyConf) -> ProxyConf {
         http_port: role.http_port.or(root.http_port),
         https_port: role.https_port.or(root.https_port),
         path: role.path.clone(),
+        written: root.written || role.written,
     }
 }
 
@@ -135,13 +138,20 @@ pub fn merge(root: &ProxyConf, role: &ProxyConf) -> ProxyConf {
 pub fn to_berth(c: &ProxyConf, role: &str, drain_timeout: Option<&str>, ctx: &mut Ctx<'_>) -> Option<Value> {
     let hosts = match &c.hosts {
         Some(h) if !h.is_empty() => h.clone(),
-        _ => {
+        _ if c.written => {
             ctx.report.unsupported(
                 c.path.clone(),
                 format!(
                     "a proxy without host: berth's proxy routes by host name, so role {role} is imported unproxied"
                 ),
             );
+            return None;
+        }
+        _ => {
+            ctx.report.note(format!(
+                "role {role}: Kamal puts the primary role behind kamal-proxy for every host name; berth's proxy \
+                 routes by host name, so it is imported unproxied (set proxy.hosts, or publish ports)"
+            ));
             return None;
         }
     };
