@@ -510,3 +510,165 @@ fn removing_container_is_waited_for() {
     obs.get_mut("h1").unwrap().containers[0].state = ContainerState::Removing;
     assert!(plan_of(&a, &hs, &obs).is_empty(), "no create under a name Docker is still removing");
 }
+
+/// `web` on h1–h4 where h1 and h3 share a `hostEnv`, h2 has its own and h4 none.
+fn tagged(h2_tag: &str) -> berth::spec::App {
+    app(
+        "shop",
+        "production",
+        json!({
+            "image": "registry.local/shop:v1",
+            "env": {"MODE": "prod"},
+            "roles": {"web": {"hosts": ["h4", "h3", "h2", "h1"], "env": {"TAG": "none"},
+                "hostEnv": {"h1": {"TAG": "a"}, "h3": {"TAG": "a"}, "h2": {"TAG": h2_tag, "MODE": "canary"},
+                            "h4": {"TAG": "none"}}}}
+        }),
+    )
+}
+
+#[test]
+fn host_env_gives_one_template_per_env_and_hosts_sharing_one_share_it() {
+    let (a, hs) = (tagged("b"), hosts(&ALL));
+    let desired = plan::desired_state(&a, &hs, &images_for(&a)).unwrap();
+    let groups: Vec<(Vec<String>, BTreeMap<String, String>)> =
+        desired.templates().map(|(t, on)| (on.to_vec(), t.env.expose().clone())).collect();
+    let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(
+        groups,
+        vec![
+            (vec!["h1".to_string(), "h3".to_string()], env(&[("MODE", "prod"), ("TAG", "a")])),
+            (vec!["h2".to_string()], env(&[("MODE", "canary"), ("TAG", "b")])),
+            // h4's hostEnv equals the role's env: no template of its own.
+            (vec!["h4".to_string()], env(&[("MODE", "prod"), ("TAG", "none")])),
+        ]
+    );
+    let names: BTreeSet<&str> = desired.templates().map(|(t, _)| t.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "each env its own name and hash");
+
+    // Without hostEnv the role has one template, with the hash the h4 group has.
+    let mut plain = a.clone();
+    plain.spec.roles.get_mut("web").unwrap().host_env.clear();
+    let plain = plan::desired_state(&plain, &hs, &images_for(&plain)).unwrap();
+    let only: Vec<_> = plain.templates().collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].1, ALL);
+    assert_eq!(only[0].0.hash, desired.templates().nth(2).unwrap().0.hash);
+}
+
+#[test]
+fn a_changed_host_env_rolls_only_that_host_and_roles_roll_in_host_order() {
+    let hs = hosts(&ALL);
+    let mut obs = empty(&hs);
+    converge(&tagged("b"), &hs, &mut obs);
+    assert!(plan_of(&tagged("b"), &hs, &obs).is_empty());
+    let p = plan_of(&tagged("c"), &hs, &obs);
+    let replaced: Vec<&str> =
+        p.roles[0].batches.iter().flatten().filter(|a| matches!(a, Action::Replace { .. })).map(|a| a.host()).collect();
+    assert_eq!(replaced, ["h2"], "{p}");
+
+    // Every host's env changes: replaces come one host at a time, in name order, across templates.
+    let mut all = tagged("b");
+    all.spec.env.insert("MODE".into(), berth::spec::EnvValue::Plain("next".into()));
+    all.spec.roles.get_mut("web").unwrap().host_env.get_mut("h2").unwrap().remove("MODE");
+    let p = plan_of(&all, &hs, &obs);
+    let hosts: Vec<Vec<String>> = batch_hosts(&p);
+    assert_eq!(hosts, [["h1"], ["h2"], ["h3"], ["h4"]].map(|b| b.map(String::from).to_vec()).to_vec());
+}
+
+#[test]
+fn an_accessory_placed_by_roles_runs_on_every_host_of_those_roles() {
+    let hs = hosts(&ALL);
+    let a = app(
+        "shop",
+        "production",
+        json!({
+            "image": "registry.local/shop:v1",
+            "roles": {"web": {"hosts": ["h1", "h2"]}, "jobs": {"hosts": ["h4"]}},
+            "accessories": {"agent": {"image": "datadog/agent:7", "roles": ["web"], "hosts": ["h3", "h2"]}}
+        }),
+    );
+    let desired = plan::desired(&a, &hs, &images_for(&a)).unwrap();
+    let agent: Vec<&str> = desired
+        .iter()
+        .filter(|d| d.component == Component::Accessory("agent".into()))
+        .map(|d| d.host.as_str())
+        .collect();
+    assert_eq!(agent, ["h1", "h2", "h3"]);
+    let needed = plan::images_needed(&a, &hs);
+    assert!(needed["h3"].contains("datadog/agent:7") && !needed["h3"].contains("registry.local/shop:v1"));
+    assert!(!needed["h4"].contains("datadog/agent:7"));
+
+    // The role grows: so does the accessory, created before the role's container there.
+    let mut obs = empty(&hs);
+    converge(&a, &hs, &mut obs);
+    let mut grown = a.clone();
+    grown.spec.roles.get_mut("web").unwrap().hosts.push("h4".into());
+    let p = plan_of(&grown, &hs, &obs);
+    let created = |actions: &[Action]| -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { host, container } => Some(format!("{}@{host}", container.component)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(created(&p.accessories), ["accessory/agent@h4"]);
+    assert_eq!(created(&p.roles[0].batches[0]), ["role/web@h4"]);
+}
+
+#[test]
+fn the_new_fields_reach_the_template_and_leave_other_hashes_alone() {
+    let hs = hosts(&ALL);
+    let base = shop();
+    let hashes = |a: &berth::spec::App| -> BTreeMap<String, String> {
+        let desired = plan::desired(a, &hs, &images_for(a)).unwrap();
+        desired.iter().map(|d| (format!("{}@{}", d.component, d.host), d.hash.clone())).collect()
+    };
+    let before = hashes(&base);
+    // Empty sections are no change at all.
+    let mut empty_sections = base.clone();
+    empty_sections.spec.roles.get_mut("web").unwrap().options = Some(Default::default());
+    empty_sections.spec.accessories.get_mut("db").unwrap().logging = Some(Default::default());
+    assert_eq!(hashes(&empty_sections), before);
+
+    let mut a = base.clone();
+    a.spec.logging =
+        Some(serde_json::from_value(json!({"driver": "json-file", "options": {"max-size": "10m"}})).unwrap());
+    let worker = a.spec.roles.get_mut("worker").unwrap();
+    worker.logging = Some(serde_json::from_value(json!({"options": {"max-file": "3"}})).unwrap());
+    worker.readiness_delay = Some("7s".into());
+    worker.options = Some(
+        serde_json::from_value(json!({"addHosts": ["db.internal:10.0.0.5"], "capAdd": ["net_admin"],
+            "devices": ["/dev/fuse"], "ulimits": {"nofile": "1024:2048"}, "shmSize": "64m", "user": "1000:1000",
+            "workdir": "/app", "network": "host"}))
+        .unwrap(),
+    );
+    a.spec.accessories.get_mut("db").unwrap().directories =
+        vec!["data:/var/lib/mysql".into(), "conf:/etc/my:ro".into()];
+    let after = hashes(&a);
+    for (k, h) in &after {
+        assert_ne!(&before[k], h, "{k}: the App's logging reaches every container");
+    }
+    let desired = plan::desired(&a, &hs, &images_for(&a)).unwrap();
+    let worker = desired.iter().find(|d| d.component == Component::Role("worker".into())).unwrap();
+    assert_eq!(worker.readiness_delay, Some(std::time::Duration::from_secs(7)));
+    let logging = worker.logging.as_ref().unwrap();
+    assert_eq!(logging.driver.as_deref(), Some("json-file"));
+    assert_eq!(logging.options.len(), 2, "the App's options and the role's own");
+    assert!(worker.options.host_network);
+    assert_eq!(worker.options.cap_add, ["NET_ADMIN"]);
+    assert_eq!(worker.options.extra_hosts[0].to_string(), "db.internal:10.0.0.5");
+    let db = desired.iter().find(|d| d.component == Component::Accessory("db".into())).unwrap();
+    let binds: Vec<String> = db.directories.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        binds,
+        ["/var/lib/berth/shop-production/db/data:/var/lib/mysql", "/var/lib/berth/shop-production/db/conf:/etc/my:ro"]
+    );
+    // The readiness delay, the options and the directories touch only their own component.
+    let mut only_worker = base.clone();
+    only_worker.spec.roles.get_mut("worker").unwrap().readiness_delay = Some("7s".into());
+    let changed: Vec<String> =
+        hashes(&only_worker).into_iter().filter(|(k, h)| &before[k] != h).map(|(k, _)| k).collect();
+    assert_eq!(changed, ["role/worker@h3"]);
+}

@@ -109,3 +109,81 @@ fn planner_refuses_what_validation_refuses() {
     let err = plan::desired_state(&a, &hs, &images_for(&a)).unwrap_err();
     assert_eq!(err.to_string(), "accessory/db: invalid healthcheck.interval: duration must be greater than 0");
 }
+
+/// An App using every Kamal field berth took on, valid.
+fn kamal_fields() -> App {
+    app(
+        "shop",
+        "production",
+        json!({
+            "image": "shop:1",
+            "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
+            "roles": {"web": {"hosts": ["h1", "h2"], "readinessDelay": "7s",
+                "hostEnv": {"h1": {"TAG": "a"}, "h2": {"TOKEN": {"secretKeyRef": {"name": "tags", "key": "h2"}}}},
+                "logging": {"options": {"max-file": "3"}},
+                "options": {"addHosts": ["db.internal:10.0.0.5", "gw:host-gateway"], "capAdd": ["CAP_NET_ADMIN"],
+                    "devices": ["/dev/fuse"], "ulimits": {"nofile": "1024:2048", "nproc": 512}, "shmSize": "64m",
+                    "user": "1000:1000", "workdir": "/app"}}},
+            "accessories": {"db": {"image": "mysql:8", "roles": ["web"], "directories": ["data:/var/lib/mysql"],
+                "options": {"network": "host"}}}
+        }),
+    )
+}
+
+#[test]
+fn the_kamal_fields_come_back_typed() {
+    let a = kamal_fields();
+    let valid = validate_app(&a).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(valid.roles["web"], ParsedRole::parse(&a.spec.roles["web"]).unwrap());
+    assert_eq!(valid.accessories["db"], ParsedAccessory::parse(&a.spec.accessories["db"]).unwrap());
+    let web = &valid.roles["web"];
+    assert_eq!(web.readiness_delay, Some(Duration::from_secs(7)));
+    let o = &web.workload.options;
+    assert_eq!(
+        o.extra_hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["db.internal:10.0.0.5", "gw:host-gateway"]
+    );
+    assert_eq!(o.cap_add, ["NET_ADMIN"]);
+    assert_eq!(o.devices[0].to_string(), "/dev/fuse:/dev/fuse:rwm");
+    let limits: Vec<(&str, i64, i64)> = o.ulimits.iter().map(|u| (u.name.as_str(), u.soft, u.hard)).collect();
+    assert_eq!(limits, [("nofile", 1024, 2048), ("nproc", 512, 512)]);
+    assert_eq!(
+        (o.shm_size, o.user.as_deref(), o.workdir.as_deref()),
+        (Some(64 << 20), Some("1000:1000"), Some("/app"))
+    );
+    assert!(!o.host_network);
+    let db = &valid.accessories["db"];
+    assert!(db.workload.options.host_network);
+    assert_eq!((db.directories[0].name.as_str(), db.directories[0].target.as_str()), ("data", "/var/lib/mysql"));
+    assert_eq!(berth::spec::secrets_used(&a).into_iter().collect::<Vec<_>>(), ["tags"]);
+}
+
+#[test]
+fn the_planner_refuses_bad_kamal_fields_as_validation_does() {
+    let hs = hosts(&["h1", "h2"]);
+    let mut a = kamal_fields();
+    let opts = a.spec.roles.get_mut("web").unwrap().options.as_mut().unwrap();
+    opts.ulimits.insert("nofile".into(), berth::spec::UlimitValue::Text("many".into()));
+    let problems = validate_app(&a).unwrap_err();
+    assert_eq!(problems[0].0, "spec.roles.web.options.ulimits.nofile");
+    let err = plan::desired_state(&a, &hs, &images_for(&a)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "role/web: invalid options.ulimits.nofile: bad ulimit nofile: \"many\" is not a number (or -1 for unlimited)"
+    );
+    let mut a = kamal_fields();
+    a.spec.accessories.get_mut("db").unwrap().directories = vec!["/srv:/data".into()];
+    let problems = validate_app(&a).unwrap_err();
+    assert_eq!(problems[0].0, "spec.accessories.db.directories[0]");
+    assert!(plan::desired_state(&a, &hs, &images_for(&a)).is_err());
+    // A proxied role stays off the host network.
+    let mut a = kamal_fields();
+    let web = a.spec.roles.get_mut("web").unwrap();
+    web.options.as_mut().unwrap().network = Some("host".into());
+    web.proxy = Some(serde_json::from_value(json!({"hosts": ["shop.example.com"], "appPort": 80})).unwrap());
+    let problems = validate_app(&a).unwrap_err();
+    assert!(
+        problems.iter().any(|(p, m)| p == "spec.roles.web.options.network" && m.contains("proxy network")),
+        "{problems:?}"
+    );
+}

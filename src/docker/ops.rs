@@ -420,3 +420,76 @@ pub async fn inspect_health(client: &HostClient, id: &str) -> Result<HealthReadi
     };
     Ok(HealthReading { state: cstate, health, output, started_at })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::spec::{App, Host};
+
+    fn desired(spec: serde_json::Value) -> Vec<DesiredContainer> {
+        let app: App = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "App", "metadata": {"name": "shop", "namespace": "prod"},
+            "spec": spec
+        }))
+        .unwrap();
+        let host: Host = serde_json::from_value(serde_json::json!({
+            "apiVersion": "berth.dev/v1alpha1", "kind": "Host", "metadata": {"name": "h1"},
+            "spec": {"endpoint": "unix:///d.sock"}
+        }))
+        .unwrap();
+        let images: BTreeMap<String, String> =
+            [("shop:1", "shop@sha256:aa"), ("mysql:8", "mysql@sha256:bb")].map(|(a, b)| (a.into(), b.into())).into();
+        crate::plan::desired(&app, &[host], &images).unwrap()
+    }
+
+    #[test]
+    fn options_logging_and_directories_reach_the_create_body() {
+        let all = desired(serde_json::json!({
+            "image": "shop:1", "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
+            "roles": {"web": {"hosts": ["h1"], "options": {"addHosts": ["db.internal:10.0.0.5"], "capAdd": ["net_admin"],
+                "devices": ["/dev/fuse"], "ulimits": {"nofile": "1024:2048"}, "shmSize": "64m", "user": "1000:1000",
+                "workdir": "/app"}}},
+            "accessories": {"db": {"image": "mysql:8", "hosts": ["h1"], "directories": ["data:/var/lib/mysql"],
+                "options": {"network": "host"}, "logging": {"driver": "local"}}}
+        }));
+        let (db, web) = (create_body(&all[0]), create_body(&all[1]));
+        assert_eq!((web.user.as_deref(), web.working_dir.as_deref()), (Some("1000:1000"), Some("/app")));
+        let hc = web.host_config.unwrap();
+        assert_eq!(hc.extra_hosts.unwrap(), ["db.internal:10.0.0.5"]);
+        assert_eq!(hc.cap_add.unwrap(), ["NET_ADMIN"]);
+        assert_eq!(hc.devices.unwrap()[0].cgroup_permissions.as_deref(), Some("rwm"));
+        assert_eq!(
+            hc.ulimits.unwrap()[0],
+            ResourcesUlimits { name: Some("nofile".into()), soft: Some(1024), hard: Some(2048) }
+        );
+        assert_eq!(hc.shm_size, Some(64 << 20));
+        let log = hc.log_config.unwrap();
+        assert_eq!((log.typ.as_deref(), log.config.unwrap()["max-size"].as_str()), (Some("json-file"), "10m"));
+        assert_eq!(hc.network_mode.as_deref(), Some("berth-shop-prod"));
+        assert!(hc.binds.is_none());
+        assert!(web.networking_config.is_some());
+
+        let hc = db.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert!(db.networking_config.is_none(), "no app network, no alias");
+        assert_eq!(hc.binds.unwrap(), ["/var/lib/berth/shop-prod/db/data:/var/lib/mysql"]);
+        let log = hc.log_config.unwrap();
+        assert_eq!(
+            (log.typ.as_deref(), log.config),
+            (Some("local"), None),
+            "another driver takes only its own options"
+        );
+    }
+
+    #[test]
+    fn a_spec_without_the_new_fields_sends_none_of_them() {
+        let body =
+            create_body(&desired(serde_json::json!({"image": "shop:1", "roles": {"web": {"hosts": ["h1"]}}}))[0]);
+        assert_eq!((body.user, body.working_dir), (None, None));
+        let hc = body.host_config.unwrap();
+        assert!(hc.log_config.is_none() && hc.extra_hosts.is_none() && hc.cap_add.is_none() && hc.binds.is_none());
+        assert!(hc.devices.is_none() && hc.ulimits.is_none() && hc.shm_size.is_none());
+    }
+}

@@ -213,7 +213,9 @@ pub(crate) fn plan<O: Borrow<HostObservation>>(
             }
 
             let comp = Component::Role(role_name.clone());
-            let mine: Vec<&Want<'_>> = want.iter().filter(|w| w.template.component == comp).collect();
+            let mut mine: Vec<&Want<'_>> = want.iter().filter(|w| w.template.component == comp).collect();
+            // A role with `hostEnv` has a template per env; its hosts still roll in name order.
+            mine.sort_by_key(|w| w.host);
             let mut first = Vec::new();
             let mut replaces = Vec::new();
             for w in &mine {

@@ -46,7 +46,8 @@ impl Logging {
     /// added to the App's — unless it names another driver, which takes only its own options (the
     /// App's would be unknown to it). `None` keeps the daemon's default.
     pub fn overlay(app: Option<&Logging>, own: Option<&Logging>) -> Option<Logging> {
-        match (app, own) {
+        let some = |l: &&Logging| **l != Logging::default();
+        match (app.filter(some), own.filter(some)) {
             (None, None) => None,
             (Some(l), None) | (None, Some(l)) => Some(l.clone()),
             (Some(app), Some(own)) => {
@@ -412,5 +413,6 @@ mod tests {
         let other = l(Some("syslog"), &[]);
         assert_eq!(Logging::overlay(Some(&app), Some(&other)).unwrap(), other);
         assert_eq!(Logging::overlay(None, None), None);
+        assert_eq!(Logging::overlay(Some(&Logging::default()), None), None, "an empty section is none");
     }
 }
