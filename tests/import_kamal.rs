@@ -295,3 +295,72 @@ fn pure_import_on_plain_data() {
     let e = import_texts(&texts, None).unwrap_err();
     assert_eq!(e.to_string(), "d.yml: require_destination: is true: give a destination with -d");
 }
+
+/// Every key of Kamal's configuration reference, once: each is mapped or named on stderr — none
+/// is dropped silently — and what is mapped still validates.
+#[test]
+fn every_documented_key_is_mapped_or_named() {
+    let dir = fixture("everything");
+    let out = berth(&dir, &["import", "kamal"]);
+    let docs = resources(&out);
+    let spec = &find(&docs, "App", "myapp")["spec"];
+    assert_eq!(spec["accessories"]["mysql"]["image"], "ghcr.io/mysql:8.0", "the anchor's registry server");
+    assert_eq!(spec["accessories"]["mysql"]["imagePullSecrets"], json!(["myapp-mysql-registry"]));
+    assert_eq!(spec["accessories"]["cache"]["hosts"], json!(["172-1-0-2", "172-1-0-4"]));
+    assert_eq!(spec["accessories"]["queue"]["roles"], json!(["workers"]));
+    assert_eq!(spec["roles"]["workers"]["proxy"]["hosts"], json!(["jobs.example.com"]));
+    let run = "berth runs its own proxy";
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches(run).count(), 8, "{stderr}");
+    let ssh = ["proxy", "proxy_command", "log_level", "keys_only", "keys", "key_data", "config", "forward_agent"];
+    let mut want: Vec<String> = ["ssl_redirect", "forward_headers", "buffering", "logging"]
+        .iter()
+        .map(|k| format!("proxy/{k}"))
+        .chain(
+            [
+                "metrics_port",
+                "debug",
+                "log_max_size",
+                "publish",
+                "bind_ips",
+                "registry",
+                "repository",
+                "version",
+                "options",
+            ]
+            .iter()
+            .map(|k| format!("proxy/run/{k}")),
+        )
+        .collect();
+    want.extend(
+        [
+            "servers/workers/asset_path",
+            "accessories/mysql/directories[1]/options",
+            "accessories/mysql/options/restart",
+            "accessories/mysql/options/cpus",
+            "accessories/mysql/network",
+            "accessories/mysql/service",
+            "accessories/mysql/proxy",
+            "boot/wait",
+            "boot/parallel_roles",
+            "builder",
+            "asset_path",
+            "hooks_path",
+            "hooks_output",
+            "secrets_path",
+            "error_pages_path",
+            "retain_containers",
+            "minimum_version",
+            "run_directory",
+            "sshkit",
+            "output",
+            "aliases",
+        ]
+        .map(String::from),
+    );
+    want.extend(ssh.iter().map(|k| format!("ssh/{k}")));
+    want.push("servrs".into());
+    assert_eq!(unsupported(&out), want);
+    assert!(stderr.contains("warning: unsupported: servrs: not a Kamal key berth knows; not imported"));
+    validates(&dir, &["import", "kamal"]);
+}

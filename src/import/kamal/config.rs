@@ -113,6 +113,24 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// `key` in Kamal's seconds as a berth duration; a value that is not one is reported.
+    pub fn seconds(&self, report: &mut Report, key: &str) -> Option<String> {
+        let d = seconds(self.get(key)?);
+        if d.is_none() {
+            report.unsupported(self.at(key), "expected a number of seconds; not imported");
+        }
+        d
+    }
+
+    /// `key` as a port number; a value that is not one is reported.
+    pub fn port(&self, report: &mut Report, key: &str) -> Option<u16> {
+        let p = scalar(self.get(key)?).and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0);
+        if p.is_none() {
+            report.unsupported(self.at(key), "expected a port number; not imported");
+        }
+        p
+    }
+
     /// Reports every key that was neither mapped nor reported.
     pub fn finish(self, report: &mut Report) {
         let seen = self.seen.into_inner();

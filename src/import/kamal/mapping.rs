@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
-use super::config::{key_text, scalar, seconds, Node};
+use super::config::{key_text, scalar, Node};
 use super::env::{self, KamalEnv};
 use super::proxy::{self, ProxyConf};
 use super::secrets::ValueSource;
@@ -107,12 +107,7 @@ pub fn map_app(node: &Node<'_>, ctx: &mut Ctx<'_>, version: Option<&str>) -> Res
 
 /// A root timeout in Kamal's seconds as a berth duration (reported when it is not one).
 fn timeout(node: &Node<'_>, key: &str, ctx: &mut Ctx<'_>) -> Option<String> {
-    let v = node.get(key)?;
-    let d = seconds(v);
-    if d.is_none() {
-        ctx.report.unsupported(node.at(key), "expected seconds");
-    }
-    d
+    node.seconds(&mut ctx.report, key)
 }
 
 /// `[registry.server/]image[:version]`, and the registry Secret's name when credentials are given.
@@ -313,12 +308,10 @@ fn map_role(
         },
         None => false,
     };
-    let stop = match node.get("stop_timeout") {
-        Some(v) => seconds(v).or_else(|| {
-            ctx.report.unsupported(node.at("stop_timeout"), "expected seconds");
-            None
-        }),
-        None => root.stop_timeout.clone().or_else(|| (!proxied).then(|| root.drain_timeout.clone()).flatten()),
+    let stop = if node.has("stop_timeout") {
+        node.seconds(&mut ctx.report, "stop_timeout")
+    } else {
+        root.stop_timeout.clone().or_else(|| (!proxied).then(|| root.drain_timeout.clone()).flatten())
     };
     if let Some(s) = stop {
         role.insert("stopTimeout".into(), json!(s));

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::config::{scalar, seconds, strings, Node};
+use super::config::{scalar, strings, Node};
 use super::secrets::ValueSource;
 use super::{Ctx, Report};
 
@@ -46,11 +46,11 @@ pub struct ProxyConf {
 /// Parses one `proxy` section, reporting what berth's proxy cannot do (once, at that section).
 pub fn parse(node: Node<'_>, report: &mut Report) -> ProxyConf {
     let mut c = ProxyConf { path: node.path.clone(), written: true, ..ProxyConf::default() };
-    if let Some(h) = node.get("hosts").or_else(|| node.get("host")).and_then(strings) {
-        c.hosts = Some(h);
+    c.hosts = node.get("hosts").or_else(|| node.get("host")).and_then(strings);
+    if node.has("hosts") {
+        node.unsupported(report, "host", "Kamal takes one of host and hosts; hosts is used");
     }
-    node.get("host");
-    c.app_port = node.get("app_port").and_then(scalar).and_then(|p| p.parse().ok());
+    c.app_port = node.port(report, "app_port");
     c.ssl = match node.get("ssl") {
         None => None,
         Some(serde_yaml_ng::Value::Bool(true)) => Some(Ssl::Acme),
@@ -73,11 +73,12 @@ pub fn parse(node: Node<'_>, report: &mut Report) -> ProxyConf {
             None
         }
     };
-    let prefixes = node.get("path_prefixes").and_then(strings).or_else(|| {
+    c.path_prefixes = node.get("path_prefixes").and_then(strings).or_else(|| {
         node.get("path_prefix").and_then(scalar).map(|p| p.split(',').map(|s| s.trim().to_string()).collect())
     });
-    node.get("path_prefix");
-    c.path_prefixes = prefixes;
+    if node.has("path_prefixes") {
+        node.unsupported(report, "path_prefix", "Kamal uses path_prefixes when both are given");
+    }
     c.strip_path_prefix = match node.get("strip_path_prefix") {
         Some(serde_yaml_ng::Value::Bool(b)) => Some(*b),
         _ => None,
@@ -87,22 +88,22 @@ pub fn parse(node: Node<'_>, report: &mut Report) -> ProxyConf {
     }
     if let Some(h) = node.child(report, "healthcheck") {
         c.health_path = h.get("path").and_then(scalar);
-        c.health_interval = h.get("interval").and_then(seconds);
-        c.health_timeout = h.get("timeout").and_then(seconds);
+        c.health_interval = h.seconds(report, "interval");
+        c.health_timeout = h.seconds(report, "timeout");
         h.finish(report);
     }
-    c.response_timeout = node.get("response_timeout").and_then(seconds);
+    c.response_timeout = node.seconds(report, "response_timeout");
     for (key, why) in [
-        ("ssl_redirect", "berth's proxy redirects HTTP to HTTPS whenever a route has TLS"),
-        ("forward_headers", "berth's proxy sets X-Forwarded-* itself"),
+        ("ssl_redirect", "berth's proxy has no per-route redirect setting"),
+        ("forward_headers", "berth's proxy has no per-route forwarded-headers setting"),
         ("buffering", "berth's proxy does not buffer bodies"),
         ("logging", "berth's proxy logs requests its own way"),
     ] {
         node.unsupported(report, key, why);
     }
     if let Some(run) = node.child(report, "run") {
-        c.http_port = run.get("http_port").and_then(scalar).and_then(|p| p.parse().ok());
-        c.https_port = run.get("https_port").and_then(scalar).and_then(|p| p.parse().ok());
+        c.http_port = run.port(report, "http_port");
+        c.https_port = run.port(report, "https_port");
         for key in ["metrics_port", "debug", "log_max_size", "publish", "bind_ips", "registry", "repository", "version"]
         {
             run.unsupported(report, key, "berth runs its own proxy (Caddy); set Host spec.proxy.image if needed");
