@@ -155,7 +155,9 @@ pub fn import(input: &ImportInput<'_>) -> Result<Imported, ImportError> {
     {
         return Err(ImportError::new(base_file, Some("require_destination"), "is true: give a destination with -d"));
     }
-    node.get("require_destination");
+    for d in input.deploy.iter().filter(|d| d.text.contains("<%")) {
+        report.note(format!("{}: ERB (<% … %>) is not evaluated; such values are imported as written", d.file));
+    }
     let service = config::scalar(node.get("service").expect("checked by load")).unwrap_or_default();
     let app_name = dns_label(&service);
     if app_name != service {
@@ -291,7 +293,7 @@ pub fn import_texts(deploy: &[DeployText<'_>], destination: Option<&str>) -> Res
     import(&ImportInput { deploy: deploy.to_vec(), destination, version: None, secrets: None, read_file: &no_files })
 }
 
-/// Keeps `BTreeMap` in the signature of helpers that build env maps.
+/// An env as berth writes it: name → a string or `{secretKeyRef: {name, key}}`.
 pub(crate) type EnvMap = BTreeMap<String, Value>;
 
 #[cfg(test)]
