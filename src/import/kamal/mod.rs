@@ -151,8 +151,8 @@ pub fn import(input: &ImportInput<'_>) -> Result<Imported, ImportError> {
     let base_file = input.deploy.first().map(|d| d.file).unwrap_or("deploy.yml");
     let node = config::Node::new("", &root);
     let mut report = Report::default();
-    if input.destination.is_none() && matches!(node.get("require_destination"), Some(serde_yaml_ng::Value::Bool(true)))
-    {
+    let required = matches!(node.get("require_destination"), Some(serde_yaml_ng::Value::Bool(true)));
+    if required && input.destination.is_none() {
         return Err(ImportError::new(base_file, Some("require_destination"), "is true: give a destination with -d"));
     }
     for d in input.deploy.iter().filter(|d| d.text.contains("<%")) {
