@@ -86,6 +86,7 @@ pub struct AppSpec {
     accessories: Vec<(String, RoleSpec)>,
     roles: Vec<(String, RoleSpec)>,
     rollout: Vec<(String, String)>,
+    logging: Option<String>,
 }
 
 impl AppSpec {
@@ -98,7 +99,14 @@ impl AppSpec {
             accessories: Vec::new(),
             roles: Vec::new(),
             rollout: Vec::new(),
+            logging: None,
         }
+    }
+
+    /// `spec.logging` as a YAML flow mapping (`{driver: json-file, options: {max-size: 10m}}`).
+    pub fn logging(mut self, yaml: &str) -> AppSpec {
+        self.logging = Some(yaml.into());
+        self
     }
 
     /// An app-wide environment variable (a string, whatever `value` looks like).
@@ -129,6 +137,9 @@ impl AppSpec {
             self.name, self.namespace, self.image
         );
         env_yaml(&mut y, "  ", &self.env);
+        if let Some(logging) = &self.logging {
+            y.push_str(&format!("  logging: {logging}\n"));
+        }
         for (section, parts) in [("accessories", &self.accessories), ("roles", &self.roles)] {
             if !parts.is_empty() {
                 y.push_str(&format!("  {section}:\n"));
@@ -161,6 +172,12 @@ pub struct RoleSpec {
     health: Option<String>,
     depends_on: Vec<String>,
     restart: Option<String>,
+    host_env: Vec<(String, String, String)>,
+    readiness_delay: Option<String>,
+    logging: Option<String>,
+    options: Option<String>,
+    placed_by_roles: Vec<String>,
+    directories: Vec<String>,
 }
 
 impl RoleSpec {
@@ -215,12 +232,78 @@ impl RoleSpec {
         self
     }
 
+    /// `hostEnv`: `key` is `value` (a string) in the container on `host`.
+    pub fn host_env(mut self, host: &str, key: &str, value: &str) -> RoleSpec {
+        self.host_env.push((host.into(), key.into(), value.into()));
+        self
+    }
+
+    /// `readinessDelay` (`3s`).
+    pub fn readiness_delay(mut self, delay: &str) -> RoleSpec {
+        self.readiness_delay = Some(delay.into());
+        self
+    }
+
+    /// `logging` as a YAML flow mapping.
+    pub fn logging(mut self, yaml: &str) -> RoleSpec {
+        self.logging = Some(yaml.into());
+        self
+    }
+
+    /// `options` as a YAML flow mapping (`{user: "1000:1000", workdir: /srv}`).
+    pub fn options(mut self, yaml: &str) -> RoleSpec {
+        self.options = Some(yaml.into());
+        self
+    }
+
+    /// An accessory's `roles`: it also runs on every host of these.
+    pub fn on_roles(mut self, roles: &[&str]) -> RoleSpec {
+        self.placed_by_roles = roles.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    /// An accessory's host directory (`data:/var/lib/mysql`).
+    pub fn directory(mut self, mapping: &str) -> RoleSpec {
+        self.directories.push(mapping.into());
+        self
+    }
+
     fn write(&self, y: &mut String) {
         let indent = "      ";
         if let Some(image) = &self.image {
             y.push_str(&format!("{indent}image: {image}\n"));
         }
-        y.push_str(&format!("{indent}hosts: [{}]\n", self.hosts.join(", ")));
+        if !self.hosts.is_empty() || self.placed_by_roles.is_empty() {
+            y.push_str(&format!("{indent}hosts: [{}]\n", self.hosts.join(", ")));
+        }
+        if !self.placed_by_roles.is_empty() {
+            y.push_str(&format!("{indent}roles: [{}]\n", self.placed_by_roles.join(", ")));
+        }
+        if !self.directories.is_empty() {
+            y.push_str(&format!("{indent}directories: [{}]\n", quoted(&self.directories)));
+        }
+        if !self.host_env.is_empty() {
+            y.push_str(&format!("{indent}hostEnv:\n"));
+            let mut hosts: Vec<&String> = Vec::new();
+            for (h, _, _) in &self.host_env {
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+            for host in hosts {
+                y.push_str(&format!("{indent}  {host}:\n"));
+                for (_, k, v) in self.host_env.iter().filter(|(h, _, _)| h == host) {
+                    y.push_str(&format!("{indent}    {k}: {}\n", serde_json::to_string(v).unwrap()));
+                }
+            }
+        }
+        for (field, value) in
+            [("readinessDelay", &self.readiness_delay), ("logging", &self.logging), ("options", &self.options)]
+        {
+            if let Some(v) = value {
+                y.push_str(&format!("{indent}{field}: {v}\n"));
+            }
+        }
         if let Some(cmd) = &self.cmd {
             y.push_str(&format!("{indent}cmd: {cmd}\n"));
         }
