@@ -313,6 +313,14 @@ mod tests {
     }
 
     #[test]
+    fn erb_is_noted_not_evaluated() {
+        let text = "service: a\nimage: a\nservers: [1.1.1.1]\nenv: {TOKEN: \"<%= ENV['T'] %>\"}\n";
+        let i = import_texts(&[DeployText { file: "deploy.yml", text }], None).unwrap();
+        assert_eq!(i.app["spec"]["env"]["TOKEN"], "<%= ENV['T'] %>");
+        assert!(i.report.notes.iter().any(|n| n.starts_with("deploy.yml: ERB")), "{:?}", i.report.notes);
+    }
+
+    #[test]
     fn addresses_split_and_collide_stably() {
         assert_eq!(split_address("deploy@1.2.3.4:2222"), (Some("deploy"), "1.2.3.4", Some("2222")));
         assert_eq!(split_address("web1"), (None, "web1", None));
