@@ -67,8 +67,12 @@ pub async fn converge_gated(
         let seen = |h: &&crate::engine::HostStatus| h.containers.iter().any(|c| c.state != ContainerPhase::Missing);
         p.hosts.iter().filter(|(_, h)| seen(h)).map(|(n, _)| n.clone()).collect()
     });
-    // Secrets first: without them nothing of the App can be planned (nor its images pulled).
-    let (opened, unavailable) = match secrets::open(store, &effective, keyring).await? {
+    // Secrets first: without them nothing of the App can be planned (nor its images pulled). A
+    // deleted App runs nothing, so it needs none: its removal never waits for a sealing key.
+    let deleting = spec_app.metadata.deletion_timestamp.is_some();
+    let opened =
+        if deleting { Ok(Ok(secrets::Opened::default())) } else { secrets::open(store, &effective, keyring).await };
+    let (opened, unavailable) = match opened? {
         Ok(opened) => (opened, None),
         Err(why) => (secrets::Opened::default(), Some(why)),
     };
@@ -181,7 +185,6 @@ pub async fn converge_gated(
         }
         (None, None) => status.phase == Phase::Ready,
     };
-    let deleting = spec_app.metadata.deletion_timestamp.is_some();
     if failure.is_none() && status.phase == Phase::Ready && !deleting {
         let stored: Option<LastReady> = read_last_ready(store, ns, name).await?;
         if !stored.is_some_and(|lr| lr.same_as(spec_app, &pins)) {

@@ -28,9 +28,9 @@ impl Run<'_> {
 
     /// Whether the observation this converge started from shows a proxy on `host`.
     fn proxy_seen(&self, host: &str) -> bool {
-        self.observed.get(host).is_some_and(|o| {
-            o.containers.iter().any(|c| c.name == PROXY_CONTAINER && routes::is_proxy(&c.labels))
-        })
+        self.observed
+            .get(host)
+            .is_some_and(|o| o.containers.iter().any(|c| c.name == PROXY_CONTAINER && routes::is_proxy(&c.labels)))
     }
 
     /// The proxy on `c` running with the Host's settings, and `book` holding what it serves (read
@@ -67,6 +67,7 @@ impl Run<'_> {
                 docker_proxy::ensure_image(c, &settings.image).await?;
                 let id = docker_proxy::create(c, &settings).await?;
                 // A new proxy serves every route berth knows of on this host from its first second.
+                book.table = servable(&c.name, std::mem::take(&mut book.table), &book.certificates);
                 let certs = referenced(&book.table, &book.certificates);
                 docker_proxy::write_config(c, &id, &book.table, settings.https_port.is_some(), &certs).await?;
                 ops::start(c, &id, PROXY_CONTAINER).await?;
@@ -76,7 +77,14 @@ impl Run<'_> {
             }
         };
         if book.container_id.as_deref() != Some(id.as_str()) {
-            book.table = docker_proxy::read_routes(c, &id).await?.unwrap_or_default();
+            book.table = match docker_proxy::read_routes(c, &id).await {
+                Ok(table) => table.unwrap_or_default(),
+                // A proxy in a crash loop cannot be asked: its Apps' converges rebuild the table.
+                Err(e) => {
+                    warn!(host = %c.name, error = %e, "cannot read the proxy's routes; rebuilding them");
+                    RouteTable::new()
+                }
+            };
             book.container_id = Some(id.clone());
         }
         Ok(id)
@@ -103,10 +111,20 @@ impl Run<'_> {
             return Ok(false);
         }
         book.certificates.extend(certs);
+        let table = servable(&c.name, table, &book.certificates);
         let https = self.proxy_settings(&c.name).https_port.is_some();
         let files = referenced(&table, &book.certificates);
         docker_proxy::write_config(c, proxy_id, &table, https, &files).await?;
-        docker_proxy::reload(c, proxy_id).await?;
+        if let Err(e) = docker_proxy::reload(c, proxy_id).await {
+            if e.message.contains("HTTP 400") {
+                return Err(e); // Caddy refused this configuration; it still serves the last one
+            }
+            // Caddy is not answering (a crash loop on an older configuration): the file is right now.
+            warn!(host = %c.name, "the proxy does not answer; restarting it on the new configuration");
+            ops::stop(c, proxy_id, PROXY_CONTAINER).await?;
+            ops::start(c, proxy_id, PROXY_CONTAINER).await?;
+            self.pool.cache(&c.name).mark_dirty();
+        }
         book.table = table;
         Ok(true)
     }
@@ -271,12 +289,8 @@ impl Run<'_> {
                 }
             }
         }
-        let visit: BTreeSet<&str> = self
-            .clients
-            .keys()
-            .map(String::as_str)
-            .filter(|h| wanted.contains_key(h) || self.proxy_seen(h))
-            .collect();
+        let visit: BTreeSet<&str> =
+            self.clients.keys().map(String::as_str).filter(|h| wanted.contains_key(h) || self.proxy_seen(h)).collect();
         let results = futures::future::join_all(visit.into_iter().map(|h| {
             let templates = wanted.get(h).cloned().unwrap_or_default();
             async move { (h.to_string(), self.reconcile_host(&self.clients[h], &templates).await) }
@@ -356,6 +370,20 @@ fn certificate_files(target: &ProxyTarget) -> BTreeMap<String, SecretValue> {
     }
 }
 
+/// `table` without the TLS routes whose certificates this process does not hold (read back from a
+/// proxy a previous berth wrote, then re-created): Caddy would refuse the whole configuration for
+/// one missing file. Their Apps' converges put them back with their certificates.
+fn servable(host: &str, mut table: RouteTable, held: &BTreeMap<String, SecretValue>) -> RouteTable {
+    table.retain(|id, r| match &r.tls {
+        routes::RouteTls::Files { cert, key } if !(held.contains_key(cert) && held.contains_key(key)) => {
+            warn!(host = %host, route = %id, "left out until its App's converge brings its certificate");
+            false
+        }
+        _ => true,
+    });
+    table
+}
+
 /// The certificates `table` names, out of those berth holds.
 fn referenced(table: &RouteTable, held: &BTreeMap<String, SecretValue>) -> BTreeMap<String, SecretValue> {
     let mut out = BTreeMap::new();
@@ -397,7 +425,8 @@ pub(super) async fn retire_unused(
 ) -> Result<(), crate::store::StoreError> {
     let apps = store.list_apps(None).await?;
     for host in hosts {
-        let wanted = apps.iter().any(|a| crate::spec::route_claims(a).iter().any(|r| &r.host == host));
+        let live = apps.iter().filter(|a| a.metadata.deletion_timestamp.is_none());
+        let wanted = live.flat_map(crate::spec::route_claims).any(|r| &r.host == host);
         let Some(c) = observation.clients.get(host) else { continue };
         if wanted {
             continue;

@@ -104,6 +104,9 @@ pub struct Images {
     pub app_v2: String,
     /// `REG/berth-test/app:latest` (= v1 when the bed was made; tests may move it).
     pub app_latest: String,
+    /// `REG/berth-test/proxy:1`: Debian's Caddy with busybox's wget (the proxied roles' proxy).
+    #[serde(default)]
+    pub proxy: String,
 }
 
 /// PEM files for a TLS client or server; `dir` holds them as ca.pem/cert.pem/key.pem
