@@ -1,7 +1,8 @@
 //! What a Kamal deploy sets beyond ports and volumes: a typed subset of `docker run` flags
 //! (`options`), Docker's logging, and an accessory's host directories. Each is the wire type users
-//! write plus one parser per value into the typed form the planner builds containers from; the
-//! field paths are added by [`super::typed`], which assembles them.
+//! write plus one parser per value into the typed form the planner builds containers from, read
+//! through [`super::typed`] by validation and the planner alike (errors located below the role or
+//! accessory, as `options.ulimits.nofile`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +11,7 @@ use std::net::IpAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::typed::{record, FieldError};
 use super::values::parse_memory;
 use super::volumes::{parse_volume, VolumeMount};
 
@@ -124,6 +126,45 @@ pub struct ContainerOptions {
     /// The host's network instead of the app network.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub host_network: bool,
+}
+
+impl ContainerOptions {
+    /// Reads `options`, each flag by its own parser, recording each that fails at its path below the
+    /// role or accessory (`options.ulimits.nofile`).
+    pub(super) fn collect(o: &RunOptions, errors: &mut Vec<FieldError>) -> ContainerOptions {
+        fn each<T>(
+            errors: &mut Vec<FieldError>,
+            field: &'static str,
+            items: &[String],
+            parse: fn(&str) -> Result<T, String>,
+        ) -> Vec<T> {
+            items.iter().enumerate().filter_map(|(i, t)| record(errors, field, Some(i), parse(t))).collect()
+        }
+        let extra_hosts = each(errors, "options.addHosts", &o.add_hosts, parse_add_host);
+        let cap_add = each(errors, "options.capAdd", &o.cap_add, parse_capability);
+        let devices = each(errors, "options.devices", &o.devices, parse_device);
+        let mut ulimits = Vec::new();
+        for (name, value) in &o.ulimits {
+            match parse_ulimit(name, value) {
+                Ok(u) => ulimits.push(u),
+                Err(message) => {
+                    errors.push(FieldError { field: "options.ulimits", index: None, key: Some(name.clone()), message })
+                }
+            }
+        }
+        let mut optional = |field, text: &Option<String>, parse: fn(&str) -> Result<String, String>| {
+            text.as_deref().and_then(|t| record(errors, field, None, parse(t)))
+        };
+        let user = optional("options.user", &o.user, parse_user);
+        let workdir = optional("options.workdir", &o.workdir, parse_workdir);
+        let shm_size = o.shm_size.as_deref().and_then(|t| record(errors, "options.shmSize", None, parse_shm_size(t)));
+        let host_network = o
+            .network
+            .as_deref()
+            .and_then(|t| record(errors, "options.network", None, parse_network(t)))
+            .unwrap_or(false);
+        ContainerOptions { extra_hosts, cap_add, devices, ulimits, shm_size, user, workdir, host_network }
+    }
 }
 
 fn ser_display_list<T: fmt::Display, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {

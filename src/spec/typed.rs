@@ -8,10 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::image::{parse_image, ImageRef};
-use super::options::{
-    parse_add_host, parse_capability, parse_device, parse_directory, parse_network, parse_shm_size, parse_ulimit,
-    parse_user, parse_workdir, ContainerOptions, Directory, Logging, RunOptions,
-};
+use super::options::{parse_directory, ContainerOptions, Directory, Logging, RunOptions};
 use super::ports::{parse_port, PortMapping};
 use super::types::{Accessory, Command, Healthcheck, Role, Rollout, DEFAULT_HEALTH_TIMEOUT, DEFAULT_MAX_UNAVAILABLE};
 use super::values::{parse_duration, parse_memory, parse_restart, MaxUnavailable, RestartPolicy};
@@ -33,7 +30,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &'static str, index: Option<usize>, message: String) -> Self {
+    pub(super) fn new(field: &'static str, index: Option<usize>, message: String) -> Self {
         FieldError { field, index, key: None, message }
     }
 
@@ -54,7 +51,7 @@ impl FieldError {
 }
 
 /// Records an error at `field` and gives back the value, if any.
-fn record<T>(
+pub(super) fn record<T>(
     errors: &mut Vec<FieldError>,
     field: &'static str,
     index: Option<usize>,
@@ -230,7 +227,7 @@ impl ParsedWorkload {
         let volumes = volumes.collect();
         let healthcheck = w.healthcheck.map(|h| parse_healthcheck(h, errors));
         let stop = StopControl::collect(w.stop.0.map(String::as_str), w.stop.1.map(String::as_str), errors);
-        let options = w.options.map(|o| collect_options(o, errors)).unwrap_or_default();
+        let options = w.options.map(|o| ContainerOptions::collect(o, errors)).unwrap_or_default();
         if options.host_network && !w.ports.is_empty() {
             let msg = "a container on the host network publishes no ports: it listens on the host's own (remove ports or options.network)";
             errors.push(FieldError::new("ports", None, msg.to_string()));
@@ -242,39 +239,6 @@ impl ParsedWorkload {
         }
         ParsedWorkload { ports, volumes, healthcheck, stop, options, logging: w.logging.cloned() }
     }
-}
-
-/// Reads `options`, each flag by its own parser, recording each that fails.
-fn collect_options(o: &RunOptions, errors: &mut Vec<FieldError>) -> ContainerOptions {
-    fn each<T>(
-        errors: &mut Vec<FieldError>,
-        field: &'static str,
-        items: &[String],
-        parse: fn(&str) -> Result<T, String>,
-    ) -> Vec<T> {
-        items.iter().enumerate().filter_map(|(i, t)| record(errors, field, Some(i), parse(t))).collect()
-    }
-    let extra_hosts = each(errors, "options.addHosts", &o.add_hosts, parse_add_host);
-    let cap_add = each(errors, "options.capAdd", &o.cap_add, parse_capability);
-    let devices = each(errors, "options.devices", &o.devices, parse_device);
-    let mut ulimits = Vec::new();
-    for (name, value) in &o.ulimits {
-        match parse_ulimit(name, value) {
-            Ok(u) => ulimits.push(u),
-            Err(message) => {
-                errors.push(FieldError { field: "options.ulimits", index: None, key: Some(name.clone()), message })
-            }
-        }
-    }
-    let mut optional = |field, text: &Option<String>, parse: fn(&str) -> Result<String, String>| {
-        text.as_deref().and_then(|t| record(errors, field, None, parse(t)))
-    };
-    let user = optional("options.user", &o.user, parse_user);
-    let workdir = optional("options.workdir", &o.workdir, parse_workdir);
-    let shm_size = o.shm_size.as_deref().and_then(|t| record(errors, "options.shmSize", None, parse_shm_size(t)));
-    let host_network =
-        o.network.as_deref().and_then(|t| record(errors, "options.network", None, parse_network(t))).unwrap_or(false);
-    ContainerOptions { extra_hosts, cap_add, devices, ulimits, shm_size, user, workdir, host_network }
 }
 
 /// A role's restart policy and resource limits, in Docker's units; an accessory runs with the defaults.
