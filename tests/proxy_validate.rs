@@ -101,11 +101,18 @@ fn apply_refuses_a_route_another_app_claims_on_the_same_host_naming_both() {
     );
     assert!(found[0].1.contains("shop.test on host1"), "{}", found[0].1);
     // Another host, or another prefix, is no clash; nor is the App itself.
-    assert!(
-        validate_against_store(&app_in("shop", "staging", &route("host2", "/")), &hosts, &[theirs.clone()]).is_empty()
-    );
-    assert!(validate_against_store(&app_in("shop", "staging", &route("host1", "/v2")), &hosts, &[theirs.clone()])
-        .is_empty());
+    assert!(validate_against_store(
+        &app_in("shop", "staging", &route("host2", "/")),
+        &hosts,
+        std::slice::from_ref(&theirs)
+    )
+    .is_empty());
+    assert!(validate_against_store(
+        &app_in("shop", "staging", &route("host1", "/v2")),
+        &hosts,
+        std::slice::from_ref(&theirs)
+    )
+    .is_empty());
     assert!(validate_against_store(&theirs, &hosts, std::slice::from_ref(&theirs)).is_empty());
 }
 

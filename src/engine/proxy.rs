@@ -281,6 +281,9 @@ impl Run<'_> {
     /// anything): a route follows its role's current container once that is up, a route whose role
     /// left the host goes, and a proxy no route uses any more is noted for retirement.
     pub(super) async fn reconcile_routes(&self) -> BTreeMap<String, String> {
+        if !self.gate.is_open() {
+            return BTreeMap::new(); // no longer leading (or stopping): the next leader does it
+        }
         let mut wanted: BTreeMap<&str, Vec<&ContainerTemplate>> = BTreeMap::new();
         for (t, on) in self.desired.templates() {
             if t.proxy.is_some() {
