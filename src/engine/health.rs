@@ -60,28 +60,20 @@ impl Run<'_> {
             Some(d) => format!("{}/{} on {}", d.component.kind(), d.component.name(), c.name),
             None => format!("{name} on {}", c.name),
         };
-        let readiness_delay = desired.and_then(|d| d.readiness_delay);
+        let mut readiness = ReadinessDelay::new(desired.and_then(|d| d.readiness_delay));
         let deadline = Instant::now() + self.health_timeout;
         let mut wait = None;
         let mut last;
-        // When this wait first saw the container running since its last start (Docker's
-        // `StartedAt`, compared only, so the hosts' clocks never matter): a restart starts anew.
-        let mut running_since: Option<(Option<String>, Instant)> = None;
         loop {
             match ops::inspect_health(c, id).await {
                 Ok(r) if r.state == ContainerState::Running && r.health == Some(Health::Healthy) => return Ok(()),
                 Ok(r) if r.state == ContainerState::Running && r.health.is_none() => {
-                    let Some(delay) = readiness_delay else { return Ok(()) };
-                    let since = match &running_since {
-                        Some((started, at)) if *started == r.started_at => *at,
-                        _ => running_since.insert((r.started_at, Instant::now())).1,
-                    };
-                    let left = delay.saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        return Ok(());
+                    match readiness.left(r.started_at, Instant::now()) {
+                        None => return Ok(()),
+                        Some(left) => {
+                            last = format!("running, readiness delay {} left", humantime::format_duration(left))
+                        }
                     }
-                    let left = Duration::from_secs(left.as_secs_f64().ceil() as u64);
-                    last = format!("running, readiness delay {} left", humantime::format_duration(left));
                 }
                 Ok(r) => {
                     let (state, health, output) = (r.state, r.health, r.output);
@@ -120,5 +112,57 @@ impl Run<'_> {
     pub(super) fn gave_up(&self, c: &HostClient, name: &str, why: String) -> WaitFailure {
         self.failed_waits.lock().insert((c.name.clone(), name.to_string()), why.clone());
         WaitFailure::Failed(why)
+    }
+}
+
+/// A role's `readinessDelay` as one wait applies it: a running container without a healthcheck
+/// counts as ready once it has run that long since the wait first saw it running after its last
+/// start. Starts are told apart by Docker's `StartedAt`, compared and never parsed, so a host's
+/// clock never matters; a restart meanwhile starts the delay anew.
+struct ReadinessDelay {
+    delay: Option<Duration>,
+    /// `StartedAt` and when this wait first saw that start running.
+    since: Option<(Option<String>, Instant)>,
+}
+
+impl ReadinessDelay {
+    fn new(delay: Option<Duration>) -> Self {
+        ReadinessDelay { delay, since: None }
+    }
+
+    /// `None` when the running container counts as ready at `now`, else the whole seconds left.
+    fn left(&mut self, started_at: Option<String>, now: Instant) -> Option<Duration> {
+        let delay = self.delay?;
+        let since = match &self.since {
+            Some((started, at)) if *started == started_at => *at,
+            _ => self.since.insert((started_at, now)).1,
+        };
+        let left = delay.saturating_sub(now.saturating_duration_since(since));
+        (!left.is_zero()).then(|| Duration::from_secs(left.as_secs_f64().ceil() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_delay_running_is_ready() {
+        let mut r = ReadinessDelay::new(None);
+        assert_eq!(r.left(Some("t1".into()), Instant::now()), None);
+    }
+
+    #[test]
+    fn a_delay_counts_from_the_start_this_wait_saw_and_a_restart_starts_it_anew() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = ReadinessDelay::new(Some(Duration::from_secs(7)));
+        assert_eq!(r.left(Some("t1".into()), at(0)), Some(Duration::from_secs(7)));
+        assert_eq!(r.left(Some("t1".into()), at(2_500)), Some(Duration::from_secs(5)), "rounded up");
+        assert_eq!(r.left(Some("t1".into()), at(6_999)), Some(Duration::from_secs(1)));
+        // Restarted at 6.9 s: seven seconds again from there.
+        assert_eq!(r.left(Some("t2".into()), at(6_900)), Some(Duration::from_secs(7)));
+        assert_eq!(r.left(Some("t2".into()), at(13_000)), Some(Duration::from_secs(1)));
+        assert_eq!(r.left(Some("t2".into()), at(13_900)), None);
     }
 }
