@@ -4,7 +4,8 @@
 //! One job a file: [`converge`](converge()) puts the steps together; `images` pins tags to digests;
 //! `execute` runs a plan's phases, `ensure` makes sure of images and networks on a host, `health`
 //! waits for containers to turn healthy; `status` derives the status document (pure); `progress`
-//! says what a converge waits for while it lasts; `rollout` holds failed rollouts; `history`
+//! says what a converge waits for while it lasts; `proxy` rolls proxied roles start-first and keeps
+//! their routes on the hosts' proxies; `rollout` holds failed rollouts; `history`
 //! records each generation's outcome; `gate` says whether Docker actions may still start.
 
 mod converge;
