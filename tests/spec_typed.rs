@@ -186,4 +186,6 @@ fn the_planner_refuses_bad_kamal_fields_as_validation_does() {
         problems.iter().any(|(p, m)| p == "spec.roles.web.options.network" && m.contains("proxy network")),
         "{problems:?}"
     );
+    let err = plan::desired_state(&a, &hs, &images_for(&a)).unwrap_err();
+    assert!(err.to_string().starts_with("role/web: invalid options.network: a proxied role joins"), "{err}");
 }

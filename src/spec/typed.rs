@@ -310,7 +310,7 @@ impl ParsedRole {
             }
         };
         if let Some(message) = proxy_on_host_network(role, &workload) {
-            errors.push(FieldError::new("proxy", None, message.to_string()));
+            errors.push(FieldError::new("options.network", None, message.to_string()));
         }
         let readiness_delay = readiness_delay(role, &mut errors);
         first(errors)?;
