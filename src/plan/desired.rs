@@ -227,23 +227,31 @@ pub(crate) fn desired_state(
 }
 
 /// The hosts of a component grouped by their effective env (`env` with the host's `hostEnv` over
-/// it), groups in the order of their first host: hosts whose env is the same share a template.
+/// it), groups in the order of their first host: hosts whose env is the same share a template. Only
+/// hosts with a `hostEnv` of their own cost an env of their own (a thousand plain hosts, one group).
 fn env_groups(s: &Source<'_>) -> Vec<(BTreeMap<String, EnvValue>, Vec<String>)> {
+    let mut plain = Vec::new();
     let mut groups: Vec<(BTreeMap<String, EnvValue>, Vec<String>)> = Vec::new();
     for host in &s.hosts {
+        let Some(overlay) = s.host_env.and_then(|per_host| per_host.get(host)).filter(|o| !o.is_empty()) else {
+            plain.push(host.clone());
+            continue;
+        };
         let mut env = s.env.clone();
-        if let Some(overlay) = s.host_env.and_then(|per_host| per_host.get(host)) {
-            env.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        match groups.iter_mut().find(|(e, _)| *e == env) {
-            Some((_, on)) => on.push(host.clone()),
-            None => groups.push((env, vec![host.clone()])),
+        env.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if env == s.env {
+            plain.push(host.clone());
+        } else if let Some((_, on)) = groups.iter_mut().find(|(e, _)| *e == env) {
+            on.push(host.clone());
+        } else {
+            groups.push((env, vec![host.clone()]));
         }
     }
-    if groups.is_empty() {
-        // No host: the template is still built, so a bad field is reported as before.
-        groups.push((s.env.clone(), Vec::new()));
+    // With no host at all the template is still built, so a bad field is reported as before.
+    if !plain.is_empty() || groups.is_empty() {
+        groups.push((s.env.clone(), plain));
     }
+    groups.sort_by(|a, b| a.1.first().cmp(&b.1.first()));
     groups
 }
 
