@@ -53,9 +53,16 @@ fn role_strategy() -> impl Strategy<Value = Value> {
         prop::option::of(prop::sample::select(vec!["bin/web", "bin/worker"])),
         prop::option::of(subsequence(ACCESSORIES.to_vec(), 0..=2)),
         any::<bool>(),
+        prop::collection::vec(env_strategy(), HOSTS.len()),
     )
-        .prop_map(|(hosts, env, cmd, deps, health)| {
+        .prop_map(|(hosts, env, cmd, deps, health, per_host)| {
             let mut r = json!({"hosts": hosts, "env": env});
+            // Env per host (some empty, some equal to another host's): templates per env group.
+            let host_env: Map<String, Value> =
+                hosts.iter().zip(per_host).map(|(h, e)| (h.to_string(), e)).filter(|(_, e)| e != &json!({})).collect();
+            if !host_env.is_empty() {
+                r["hostEnv"] = Value::Object(host_env);
+            }
             if let Some(c) = cmd {
                 r["cmd"] = json!(c);
             }
