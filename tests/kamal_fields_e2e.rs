@@ -1,7 +1,7 @@
 //! End to end on the real test bed, `berth converge` by hand: the spec fields a Kamal import needs
 //! reach the containers on the hosts, checked as a user would, with `docker inspect`: env per host
-//! (`hostEnv`), a readiness delay for a role without a healthcheck, logging, `docker run` options,
-//! an accessory placed by a role's hosts and its host directory.
+//! (`hostEnv`), a readiness delay for a role without a healthcheck, logging, `docker run` options
+//! (the host network too), an accessory placed by a role's hosts and its host directory.
 //!
 //! Isolation: its own etcd prefix and Hosts ([`Ctx`]), app names from [`Ctx::app`]; it publishes no
 //! host port. It holds [`Testbed::shared`]. Its Hosts are host2 and host3 only: a converge also
@@ -147,4 +147,26 @@ fn kamal_fields_converge_to_what_docker_inspect_shows() {
     // Deleting the App removes its containers; the host directory and its data stay.
     ctx.delete(&app, ns);
     assert_eq!(std::fs::read_to_string(data_dir.join("probe")).unwrap().trim(), "kept");
+}
+
+/// `options.network: host`: the container shares its host's network, so it joins no app network
+/// and has no alias there; it still converges to Ready.
+#[test]
+fn a_host_network_container_joins_no_app_network() {
+    let tb = Testbed::get();
+    let _up = tb.shared();
+    let ctx = Ctx::new("kamal-fields");
+    let app = ctx.app("e2e-hostnet");
+    let ns = "prod";
+    ctx.apply("hosts.yaml", &host_doc("host2", &tb.host("host2").unix));
+    let spec = AppSpec::new(&app, ns, &tb.images.app_v1)
+        .role("agent", RoleSpec::on(&["host2"]).cmd(IDLE).options("{network: host}"));
+    ctx.apply("app.yaml", &spec.yaml());
+    ctx.converge(&app, ns).expect(0);
+    assert_eq!(ctx.current_status(&app, ns)["phase"], "Ready");
+    let c = one(tb, "host2", &app, ns, "role/agent");
+    assert_eq!(c.raw["HostConfig"]["NetworkMode"], "host");
+    let networks: Vec<&String> = c.raw["NetworkSettings"]["Networks"].as_object().unwrap().keys().collect();
+    assert_eq!(networks, ["host"], "no app network");
+    ctx.delete(&app, ns);
 }
