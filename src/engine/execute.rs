@@ -79,6 +79,14 @@ pub(super) struct Rollback {
     pub(super) why: String,
 }
 
+impl Rollback {
+    /// The record of `new`'s rollout on `host` rolled back for `why`.
+    pub(super) fn of(host: &str, new: &DesiredContainer, why: String) -> Rollback {
+        let component = format!("{}/{}", new.component.kind(), new.component.name());
+        Rollback { host: host.to_string(), container: new.name.clone(), component, why }
+    }
+}
+
 impl<'a> Run<'a> {
     pub(super) fn new(
         app: &'a App,
@@ -340,6 +348,20 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// What any replace needs before it touches the old container: the new image on the host (pulled
+    /// first, so no host waits on a pull while it serves nothing) and the app network.
+    pub(super) async fn prepare_replace(
+        &self,
+        c: &HostClient,
+        new: &DesiredContainer,
+        count: &mut impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        if self.ensure_image(c, &new.image).await? {
+            count("pull");
+        }
+        self.ensure_network(c, &new.network).await
+    }
+
     /// Rolling replace on one host: stop old, create and start new, wait healthy, remove old;
     /// on failure remove new and start old again.
     async fn replace(
@@ -394,9 +416,7 @@ impl<'a> Run<'a> {
                     WaitFailure::Failed(why) => why,
                 };
                 let message = format!("rollout of {} on {} rolled back: {why}; {tail}", new.name, c.name);
-                let component = format!("{}/{}", new.component.kind(), new.component.name());
-                let rollback = Rollback { host: c.name.clone(), container: new.name.clone(), component, why };
-                Err(ActionFailure::RolledBack(rollback, message))
+                Err(ActionFailure::RolledBack(Rollback::of(&c.name, new, why), message))
             }
         }
     }

@@ -196,10 +196,7 @@ impl Run<'_> {
         count: &mut impl FnMut(&str),
     ) -> Result<(), ActionFailure> {
         let err = |e: DockerError| ActionFailure::Error(e.to_string());
-        if self.ensure_image(c, &new.image).await.map_err(err)? {
-            count("pull");
-        }
-        self.ensure_network(c, &new.network).await.map_err(err)?;
+        self.prepare_replace(c, new, count).await.map_err(err)?;
         let proxy_id = self.proxy_id(c).await.map_err(err)?;
         let attempt = async {
             let id = self.create_proxied(c, new, count).await.map_err(|e| (None, WaitFailure::Failed(e)))?;
@@ -232,9 +229,7 @@ impl Run<'_> {
                     "rollout of {} on {} rolled back: {why}; traffic stayed on {old_name}, which kept running",
                     new.name, c.name
                 );
-                let component = format!("{}/{}", new.component.kind(), new.component.name());
-                let rollback = Rollback { host: c.name.clone(), container: new.name.clone(), component, why };
-                Err(ActionFailure::RolledBack(rollback, message))
+                Err(ActionFailure::RolledBack(Rollback::of(&c.name, new, why), message))
             }
         }
     }
