@@ -90,6 +90,28 @@ impl Run<'_> {
         Ok(id)
     }
 
+    /// The proxy seen running when this converge began, with `book` holding its routes; never
+    /// creates, starts or re-creates anything.
+    async fn proxy_known(&self, c: &HostClient, book: &mut LoadedRoutes) -> Option<String> {
+        let seen = self
+            .observed
+            .get(&c.name)?
+            .containers
+            .iter()
+            .find(|x| x.name == PROXY_CONTAINER && routes::is_proxy(&x.labels) && x.state.is_up())?;
+        if book.container_id.as_deref() != Some(seen.id.as_str()) {
+            match docker_proxy::read_routes(c, &seen.id).await {
+                Ok(table) => book.table = table.unwrap_or_default(),
+                Err(e) => {
+                    warn!(host = %c.name, error = %e, "cannot read the proxy's routes");
+                    return None;
+                }
+            }
+            book.container_id = Some(seen.id.clone());
+        }
+        Some(seen.id.clone())
+    }
+
     /// The proxy's container id, made sure of (for a probe or a drain).
     pub(super) async fn proxy_id(&self, c: &HostClient) -> Result<String, DockerError> {
         let mut book = c.proxy_routes.lock().await;
@@ -299,7 +321,16 @@ impl Run<'_> {
 
     async fn reconcile_host(&self, c: &HostClient, templates: &[&ContainerTemplate]) -> Result<(), String> {
         let mut book = c.proxy_routes.lock().await;
-        let proxy_id = self.proxy_up(c, &mut book).await.map_err(|e| e.to_string())?;
+        let proxy_id = if templates.is_empty() {
+            // Nothing of this App is proxied here: at most its old routes go. The proxy itself is
+            // left as it is (its settings are the Hosts' whose Apps do route here).
+            match self.proxy_known(c, &mut book).await {
+                Some(id) => id,
+                None => return Ok(()),
+            }
+        } else {
+            self.proxy_up(c, &mut book).await.map_err(|e| e.to_string())?
+        };
         let (app, ns) = (&self.app.metadata.name, self.app.namespace());
         let prefix = routes::route_prefix(app, ns);
         let mut mine = RouteTable::new();
