@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::containers::component;
 use common::proxy::{failures, get_host, served_sequence, RequestLoop};
-use common::specs::HTTPD;
+use common::specs::{unix_hosts, HTTPD};
 use common::testbed::{secs, wait_until, Testbed};
 use common::world::{ready_at, Ctx};
 use serde_json::Value;
@@ -226,8 +226,24 @@ stringData:
         refused.stderr
     );
 
-    // Removed by hand: the proxy comes back, with every app's route.
+    // An App with nothing proxied on host1, whose Host has other proxy settings (the defaults),
+    // converges without touching the proxy.
     let before = proxy_id(tb).expect("a proxy runs on host1");
+    let other = Ctx::new("proxy-other");
+    other.apply("hosts.yaml", &unix_hosts(tb));
+    let plain = other.app("pxp");
+    let doc = format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {plain}, namespace: {ns}}}\n\
+         spec: {{image: {}, roles: {{web: {{hosts: [host1], cmd: {HTTPD}}}}}}}\n",
+        tb.images.app_v1
+    );
+    other.apply("plain.yaml", &doc);
+    other.converge(&plain, &ns).expect(0);
+    assert_eq!(proxy_id(tb).as_deref(), Some(before.as_str()), "a converge of an unproxied App re-created the proxy");
+    wait_served(tb, &name_one, "v1");
+    other.delete(&plain, &ns);
+
+    // Removed by hand: the proxy comes back, with every app's route.
     tb.docker_ok("host1", &["rm", "-f", "berth-proxy"]);
     assert!(
         wait_until(secs(30), || proxy_id(tb).is_some_and(|id| id != before)),
