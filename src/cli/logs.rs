@@ -81,13 +81,15 @@ pub(super) fn hosts_for(
                 format!("-r {r}: app/{name} -n {ns} has no such role (roles: {})", known.join(", ")),
             )
         })?,
-        Some(Component::Accessory(a)) => app.spec.accessories.get(a).map(|x| x.hosts.clone()).ok_or_else(|| {
-            let known: Vec<&str> = app.spec.accessories.keys().map(String::as_str).collect();
-            Failure::new(
-                ExitCode::InvalidInput,
-                format!("-a {a}: app/{name} -n {ns} has no such accessory (accessories: {})", known.join(", ")),
-            )
-        })?,
+        Some(Component::Accessory(a)) => {
+            app.spec.accessories.get(a).map(|x| spec::accessory_hosts(&app.spec, x)).ok_or_else(|| {
+                let known: Vec<&str> = app.spec.accessories.keys().map(String::as_str).collect();
+                Failure::new(
+                    ExitCode::InvalidInput,
+                    format!("-a {a}: app/{name} -n {ns} has no such accessory (accessories: {})", known.join(", ")),
+                )
+            })?
+        }
     };
     let mut placed: Vec<String> = placed.into_iter().filter(|h| only.is_none_or(|o| o == h)).collect();
     placed.sort();
