@@ -4,102 +4,22 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::spec::{
-    accessory_hosts, Accessory, App, Command, ContainerOptions, Directory, EnvValue, FieldError, FileSource, Host,
-    Logging, ParsedAccessory, ParsedHealthcheck, ParsedProxy, ParsedRole, ParsedWorkload, Role, RoleLimits,
-    RolloutPolicy, SecretKeyRef, SecretValue, TlsMode,
+    accessory_hosts, Accessory, App, Command, Directory, EnvValue, FieldError, FileSource, Host, Logging,
+    ParsedAccessory, ParsedHealthcheck, ParsedProxy, ParsedRole, ParsedWorkload, Role, RoleLimits, RolloutPolicy,
+    SecretKeyRef, SecretValue, TlsMode,
 };
 
 use super::error::PlanError;
+use super::hash;
 use super::labels::{self, Component};
-use super::routes::{self, ProxyTarget, TlsCertificate, PROXY_NETWORK};
+use super::routes::{self, ProxyTarget, TlsCertificate};
 use super::types::{
-    restart_text, ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, HostDirectory, PortMapping,
-    ResolvedSecret, SecretEnv, SecretValues, VolumeMount,
+    ContainerFile, ContainerTemplate, DesiredContainer, HealthcheckConfig, HostDirectory, ResolvedSecret, SecretEnv,
+    SecretValues, VolumeMount,
 };
-
-/// Bumped whenever the canonical form changes meaning, so that change is a deliberate, visible
-/// rollout rather than an accident of serialization.
-const HASH_VERSION: u32 = 1;
-
-/// The runtime config the hash covers. Field order and encodings are part of the hash: do not
-/// change them without bumping [`HASH_VERSION`]. Ports, volumes and the restart policy are encoded
-/// here field by field rather than through another module's `Display`/`Serialize`, so a cosmetic
-/// change elsewhere can never roll every container in the fleet.
-#[derive(Serialize)]
-struct Canonical<'a> {
-    version: u32,
-    image: &'a str,
-    cmd: &'a Option<Vec<String>>,
-    env: &'a BTreeMap<String, String>,
-    /// `(ip, hostPort, containerPort, protocol)`, sorted: order in the spec does not matter.
-    ports: Vec<(Option<String>, u16, u16, &'static str)>,
-    /// `(kind, source, target, readOnly)`, sorted.
-    volumes: Vec<(&'static str, &'a str, &'a str, bool)>,
-    healthcheck: &'a Option<HealthcheckConfig>,
-    labels: &'a BTreeMap<String, String>,
-    restart: String,
-    memory: Option<i64>,
-    nano_cpus: Option<i64>,
-    network: &'a str,
-    alias: &'a str,
-    /// `(path, mode, source)`: inline contents by their sha256, a Secret's by name, key and
-    /// revision — never a value. Absent when there are no files, so older hashes stay as they were.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    files: Vec<(String, u32, String)>,
-    /// Absent unless the spec sets them, so older hashes stay as they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_timeout: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_signal: Option<&'a str>,
-    /// The proxy network a proxied role's containers also join; absent otherwise, so older hashes
-    /// stay as they were. The route itself is not covered: changing it reloads the proxy only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    proxy_network: Option<&'static str>,
-    /// From here on, each absent unless the spec sets it, so older hashes stay as they were.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    readiness_delay_ms: Option<u64>,
-    /// `(driver, options)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logging: Option<(Option<&'a str>, &'a BTreeMap<String, String>)>,
-    /// `name:ip`, in spec order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    extra_hosts: Vec<String>,
-    /// Sorted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    cap_add: Vec<&'a str>,
-    /// `(host, container, permissions)`, in spec order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    devices: Vec<(&'a str, &'a str, &'a str)>,
-    /// `(name, soft, hard)`, by name.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ulimits: Vec<(&'a str, i64, i64)>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shm_size: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    workdir: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    host_network: bool,
-    /// `(source, target, readOnly)`, sorted.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    directories: Vec<(&'a str, &'a str, bool)>,
-}
-
-fn canonical_port(p: &PortMapping) -> (Option<String>, u16, u16, &'static str) {
-    (p.host_ip.map(|ip| ip.to_string()), p.host_port, p.container_port, p.protocol.as_str())
-}
-
-fn canonical_volume(v: &VolumeMount) -> (&'static str, &str, &str, bool) {
-    match v {
-        VolumeMount::Named { name, target, read_only } => ("volume", name, target, *read_only),
-        VolumeMount::Bind { source, target, read_only } => ("bind", source, target, *read_only),
-    }
-}
 
 /// The parts of a role or an accessory the planner reads, so both go through one code path.
 struct Source<'a> {
@@ -335,54 +255,8 @@ fn build(
 
     let proxy = proxy.map(|spec| proxy_target(app, &s.component, spec, secrets)).transpose()?.map(Arc::new);
 
-    let mut sorted_ports: Vec<_> = ports.iter().map(canonical_port).collect();
-    sorted_ports.sort();
-    let mut sorted_volumes: Vec<_> = volumes.iter().map(canonical_volume).collect();
-    sorted_volumes.sort();
-    let ContainerOptions { extra_hosts, cap_add, devices, ulimits, shm_size, user, workdir, host_network } = &options;
-    let mut sorted_caps: Vec<&str> = cap_add.iter().map(String::as_str).collect();
-    sorted_caps.sort_unstable();
-    sorted_caps.dedup();
-    let mut sorted_directories: Vec<_> =
-        directories.iter().map(|d| (d.source.as_str(), d.target.as_str(), d.read_only)).collect();
-    sorted_directories.sort();
-    let canonical = Canonical {
-        version: HASH_VERSION,
-        image,
-        cmd: &cmd,
-        env: &canonical_env,
-        ports: sorted_ports,
-        volumes: sorted_volumes,
-        healthcheck: &healthcheck,
-        labels: &identity,
-        restart: restart_text(&restart),
-        memory,
-        nano_cpus,
-        network: &network,
-        alias: &alias,
-        files: canonical_files,
-        stop_timeout: stop.timeout_secs,
-        stop_signal: stop.signal.as_deref(),
-        proxy_network: proxy.as_ref().map(|_| PROXY_NETWORK),
-        readiness_delay_ms: readiness_delay.map(|d| d.as_millis() as u64),
-        logging: logging.as_ref().map(|l| (l.driver.as_deref(), &l.options)),
-        extra_hosts: extra_hosts.iter().map(ToString::to_string).collect(),
-        cap_add: sorted_caps,
-        devices: devices.iter().map(|d| (d.host.as_str(), d.container.as_str(), d.permissions.as_str())).collect(),
-        ulimits: ulimits.iter().map(|u| (u.name.as_str(), u.soft, u.hard)).collect(),
-        shm_size: *shm_size,
-        user: user.as_deref(),
-        workdir: workdir.as_deref(),
-        host_network: *host_network,
-        directories: sorted_directories,
-    };
-    let bytes = serde_json::to_vec(&canonical).expect("canonical config serializes");
-    let hash = hex::encode(Sha256::digest(&bytes));
-
-    let mut all_labels = identity;
-    all_labels.insert(labels::CONFIG_HASH.to_string(), hash.clone());
-    Ok(ContainerTemplate {
-        name: format!("{app_name}-{ns}-{}-{}", s.component.name(), &hash[..8]),
+    let mut template = ContainerTemplate {
+        name: String::new(),
         component: s.component.clone(),
         image: image.clone(),
         cmd,
@@ -391,7 +265,7 @@ fn build(
         ports,
         volumes,
         healthcheck,
-        labels: all_labels,
+        labels: identity,
         restart,
         memory,
         nano_cpus,
@@ -404,8 +278,13 @@ fn build(
         logging,
         options,
         directories,
-        hash,
-    })
+        hash: String::new(),
+    };
+    let hash = hash::config_hash(&template, &canonical_env, canonical_files);
+    template.labels.insert(labels::CONFIG_HASH.to_string(), hash.clone());
+    template.name = format!("{app_name}-{ns}-{}-{}", s.component.name(), &hash[..8]);
+    template.hash = hash;
+    Ok(template)
 }
 
 /// A proxied role's route, with its certificate opened when it comes from a Secret.

@@ -15,6 +15,7 @@ pub mod labels;
 mod desired;
 mod diff;
 mod error;
+mod hash;
 mod observed;
 pub mod routes;
 mod simulate;
