@@ -271,6 +271,71 @@ pub fn route_claims(app: &App) -> Vec<RouteClaim> {
     out
 }
 
+/// Two roles of one App routing the same host name and path prefix on one Host: `(path, message)`.
+pub fn route_problems(app: &App) -> Vec<(String, String)> {
+    let claims = route_claims(app);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, later) in claims.iter().enumerate() {
+        if let Some(earlier) = claims[..i].iter().find(|e| e.path != later.path && same_route(e, later)) {
+            if !out.iter().any(|(p, _)| p == &later.path) {
+                let msg = format!("{} already routes {} on {}", earlier.path, route_label(later), later.host);
+                out.push((later.path.clone(), msg));
+            }
+        }
+    }
+    out
+}
+
+/// What `apply` refuses of an App's routes against the store: a route another App (any
+/// namespace) already claims on the same Host, naming both; TLS on a Host without an HTTPS port.
+/// `other_apps` may include `app` itself; it is skipped.
+pub fn route_problems_against(app: &App, hosts: &[Host], other_apps: &[App]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let same_app = |o: &App| o.metadata.name == app.metadata.name && o.namespace() == app.namespace();
+    let theirs: Vec<(&App, RouteClaim)> = other_apps
+        .iter()
+        .filter(|o| !same_app(o))
+        .flat_map(|o| route_claims(o).into_iter().map(move |c| (o, c)))
+        .collect();
+    for mine in route_claims(app) {
+        if let Some((other, t)) = theirs.iter().find(|(_, t)| same_route(t, &mine)) {
+            let (me, them) = (app_label(app), app_label(other));
+            let msg = format!("{me} and {them} ({}) both route {} on {}", t.path, route_label(&mine), mine.host);
+            out.push((mine.path.clone(), msg));
+        }
+    }
+    for (name, role) in &app.spec.roles {
+        let Some(Ok(proxy)) = role.proxy.as_ref().map(ParsedProxy::parse) else { continue };
+        if proxy.tls == TlsMode::None {
+            continue;
+        }
+        for host in hosts.iter().filter(|h| role.hosts.contains(&h.metadata.name)) {
+            if ProxySettings::of(host).https_port.is_none() {
+                let msg = format!("TLS needs an HTTPS port, and host {} has httpsPort: 0", host.metadata.name);
+                out.push((format!("spec.roles.{name}.proxy.tls"), msg));
+            }
+        }
+    }
+    out
+}
+
+fn same_route(a: &RouteClaim, b: &RouteClaim) -> bool {
+    a.host == b.host && a.name == b.name && a.path_prefix == b.path_prefix
+}
+
+/// `shop.example.com` or `shop.example.com/api`: how messages name a route.
+fn route_label(c: &RouteClaim) -> String {
+    if c.path_prefix == "/" {
+        c.name.clone()
+    } else {
+        format!("{}{}", c.name, c.path_prefix)
+    }
+}
+
+fn app_label(a: &App) -> String {
+    format!("app/{} -n {}", a.metadata.name, a.namespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,8 +346,8 @@ mod tests {
 
     #[test]
     fn defaults_fill_every_optional_field() {
-        let p = ParsedProxy::parse(&proxy(serde_json::json!({"hosts": ["Shop.Example.com"], "appPort": 3000})))
-            .unwrap();
+        let p =
+            ParsedProxy::parse(&proxy(serde_json::json!({"hosts": ["Shop.Example.com"], "appPort": 3000}))).unwrap();
         assert_eq!(p.hosts, vec!["shop.example.com"]);
         assert_eq!(p.path_prefix, "/");
         assert_eq!(p.health_path, "/up");
@@ -312,7 +377,10 @@ mod tests {
             (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "pathPrefix": "api"}), "pathPrefix"),
             (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "pathPrefix": "/a*"}), "pathPrefix"),
             (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "healthcheck": {"path": "up"}}), "healthcheck.path"),
-            (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "healthcheck": {"timeout": "0s"}}), "healthcheck.timeout"),
+            (
+                serde_json::json!({"hosts": ["a.b"], "appPort": 1, "healthcheck": {"timeout": "0s"}}),
+                "healthcheck.timeout",
+            ),
             (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "drainTimeout": "soon"}), "drainTimeout"),
             (serde_json::json!({"hosts": ["a.b"], "appPort": 1, "tls": {"secretRef": "Bad_Name"}}), "tls.secretRef"),
         ];

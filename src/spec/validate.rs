@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::endpoint::{parse_endpoint, Endpoint};
 use super::image::parse_image;
 use super::ports::{parse_port, PortMapping, Protocol};
-use super::proxy::{route_claims, ParsedProxy, ProxySettings, RouteClaim, TlsMode};
+use super::proxy::{route_problems_against, ParsedProxy, ProxySettings};
 use super::relations::accessory_hosts;
 use super::secret::{EnvValue, FileSource, SecretKeyRef};
 use super::typed::{
@@ -128,7 +128,9 @@ pub fn validate_app(app: &App) -> Result<ValidApp, Vec<Problem>> {
         }
     }
     check_ports_unique(&mut p, app);
-    check_routes_unique(&mut p, app);
+    for (path, message) in super::proxy::route_problems(app) {
+        p.push(path, message);
+    }
     let accessories: Option<_> = accessories.into_iter().map(|(name, acc)| acc.map(|a| (name, a))).collect();
     match (p.0.is_empty(), image, accessories) {
         (true, Some(image), Some(accessories)) => {
@@ -398,33 +400,6 @@ fn check_ports_unique(p: &mut Problems, app: &App) {
     }
 }
 
-/// Two roles of one App routing the same host name and path prefix on one Host.
-fn check_routes_unique(p: &mut Problems, app: &App) {
-    let claims = route_claims(app);
-    let mut reported = BTreeSet::new();
-    for (i, later) in claims.iter().enumerate() {
-        if let Some(earlier) = claims[..i].iter().find(|e| e.path != later.path && same_route(e, later)) {
-            if reported.insert(later.path.clone()) {
-                let msg = format!("{} already routes {} on {}", earlier.path, route_label(later), later.host);
-                p.push(later.path.clone(), msg);
-            }
-        }
-    }
-}
-
-fn same_route(a: &RouteClaim, b: &RouteClaim) -> bool {
-    a.host == b.host && a.name == b.name && a.path_prefix == b.path_prefix
-}
-
-/// `shop.example.com` or `shop.example.com/api`: how messages name a route.
-fn route_label(c: &RouteClaim) -> String {
-    if c.path_prefix == "/" {
-        c.name.clone()
-    } else {
-        format!("{}{}", c.name, c.path_prefix)
-    }
-}
-
 /// Checks an App against the rest of the world at apply time: every host it names is defined by
 /// a Host, and no host port it publishes is already published on that host by another app
 /// (another name, or the same name in another namespace). `other_apps` may include `app` itself;
@@ -450,33 +425,10 @@ pub fn validate_against_store(app: &App, hosts: &[Host], other_apps: &[App]) -> 
             p.push(mine.path.clone(), msg);
         }
     }
-    let others = other_apps.iter().filter(|o| !same_app(o, app));
-    let their_routes: Vec<(&App, RouteClaim)> =
-        others.flat_map(|o| route_claims(o).into_iter().map(move |c| (o, c))).collect();
-    for mine in route_claims(app) {
-        if let Some((other, theirs)) = their_routes.iter().find(|(_, t)| same_route(t, &mine)) {
-            let (me, them) = (app_label(app), app_label(other));
-            let msg = format!("{me} and {them} ({}) both route {} on {}", theirs.path, route_label(&mine), mine.host);
-            p.push(mine.path.clone(), msg);
-        }
-    }
-    for (name, role) in &app.spec.roles {
-        let Some(Ok(proxy)) = role.proxy.as_ref().map(ParsedProxy::parse) else { continue };
-        if proxy.tls == TlsMode::None {
-            continue;
-        }
-        for host in hosts.iter().filter(|h| role.hosts.contains(&h.metadata.name)) {
-            if ProxySettings::of(host).https_port.is_none() {
-                let msg = format!("TLS needs an HTTPS port, and host {} has httpsPort: 0", host.metadata.name);
-                p.push(format!("spec.roles.{name}.proxy.tls"), msg);
-            }
-        }
+    for (path, message) in route_problems_against(app, hosts, other_apps) {
+        p.push(path, message);
     }
     p.0
-}
-
-fn app_label(a: &App) -> String {
-    format!("app/{} -n {}", a.metadata.name, a.namespace())
 }
 
 fn same_app(a: &App, b: &App) -> bool {
