@@ -218,10 +218,7 @@ pub async fn in_flight(client: &HostClient, proxy_id: &str, upstream: &str) -> R
     let url = format!("http://{ADMIN_ADDRESS}/reverse_proxy/upstreams");
     let out = capture(client, proxy_id, &["wget", "-q", "-O-", &url], EXEC_LIMIT).await?;
     let listed: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
-    Ok(listed
-        .iter()
-        .find(|u| u["address"].as_str() == Some(upstream))
-        .map(|u| u["num_requests"].as_u64().unwrap_or(0)))
+    Ok(listed.iter().find(|u| u["address"].as_str() == Some(upstream)).map(|u| u["num_requests"].as_u64().unwrap_or(0)))
 }
 
 fn last_line(out: &Captured) -> String {

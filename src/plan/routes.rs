@@ -323,6 +323,9 @@ mod tests {
         assert!(!shown.contains("PEM-"), "{shown}");
         let r = target.route_to("a-p-web-1234");
         assert_eq!(r.upstream, "a-p-web-1234:8080");
-        assert_eq!(r.tls, RouteTls::Files { cert: "/etc/berth/certs/cert-9.crt".into(), key: "/etc/berth/certs/cert-9.key".into() });
+        assert_eq!(
+            r.tls,
+            RouteTls::Files { cert: "/etc/berth/certs/cert-9.crt".into(), key: "/etc/berth/certs/cert-9.key".into() }
+        );
     }
 }
