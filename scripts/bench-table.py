@@ -121,3 +121,24 @@ if os.path.exists(p):
             "yes" if r["resync_calls"] == 0 else "**no**",
         ]
         print("| " + " | ".join(cells) + " |")
+
+# Figure 9: the proxy. One row per variant: the same one-host web role deployed 5 times in a row
+# (`apply --wait` each), a request loop through it the whole time.
+p = os.path.join(S, "f9.jsonl")
+if os.path.exists(p):
+    v = {r["variant"]: r for r in (json.loads(l) for l in open(p) if l.strip())}
+    print()
+    print("Figure 9, zero-downtime deploys: 5 rolling deploys of a one-host web role (busybox httpd, image v1/v2 in")
+    print("turn), a sequential request loop (a new connection each, every 10 ms) the whole time; proxied = start-first")
+    print("through host1's Caddy (`roles.web.proxy`), published = stop-first on a published port (no proxy).")
+    print()
+    print("| variant | deploys | seconds | requests | failed | p99 during the deploys | p99 at rest | goal | met? |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in ("proxied", "published"):
+        r = v.get(name)
+        if not r:
+            continue
+        goal, met = ("0 failed", "yes" if r["failed"] == 0 else "**no**") if name == "proxied" else ("—", "—")
+        cells = [name, str(r["deploys"]), f"{r['seconds']:.1f} s", str(r["requests"]), str(r["failed"]),
+                 ms(r["p99_roll_ms"]), ms(r["p99_rest_ms"]), goal, met]
+        print("| " + " | ".join(cells) + " |")
