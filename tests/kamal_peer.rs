@@ -149,11 +149,12 @@ fn kamal_resolved(k: &KamalProject, dest: Option<&str>) -> Resolved {
     out
 }
 
-/// `berth import kamal` of the project's files for `dest`, as the YAML documents it prints.
-fn berth_import(k: &KamalProject, dest: Option<&str>) -> Vec<Value> {
+/// `berth import kamal ... EXTRA` of the project's files for `dest`, as the YAML documents it prints.
+fn berth_import(k: &KamalProject, dest: Option<&str>, extra: &[&str]) -> Vec<Value> {
     let config = k.dir.path().join("config/deploy.yml");
     let mut args = vec!["import", "kamal", "-c", config.to_str().unwrap(), "--version", k.version.as_str()];
     args.extend(dest.iter().flat_map(|d| ["-d", *d]));
+    args.extend(extra);
     let out = berth_cmd().args(&args).current_dir(k.dir.path()).output().expect("run berth");
     let r = Run::of(out).expect(0);
     serde_yaml_ng::Deserializer::from_str(&r.stdout)
@@ -170,8 +171,24 @@ fn endpoint_host<'a>(k: &'a KamalProject, endpoint: &str) -> &'a str {
     k.host_at(address)
 }
 
-/// An env value of a berth spec as the container gets it: a string, or a Secret's value.
-fn env_value(v: &Value, secrets: &BTreeMap<String, Value>) -> String {
+/// The values Kamal reads for `dest`: `.kamal/secrets-common`, then `.kamal/secrets` (`secrets.DEST`
+/// with a destination); plain `KEY=VALUE` lines, as the fixtures write them.
+fn kamal_secret_values(k: &KamalProject, dest: Option<&str>) -> BTreeMap<String, String> {
+    let own = dest.map_or("secrets".to_string(), |d| format!("secrets.{d}"));
+    let mut out = BTreeMap::new();
+    for file in ["secrets-common", own.as_str()] {
+        let text = std::fs::read_to_string(k.dir.path().join(".kamal").join(file)).unwrap_or_default();
+        for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
+            out.insert(key.trim().to_string(), value.trim().to_string());
+        }
+    }
+    out
+}
+
+/// An env value of a berth spec as the container gets it: a string, or the value of the secret its
+/// `secretKeyRef` names (the import writes stubs without `--secrets`: the key is Kamal's secret name,
+/// so the value is the one Kamal reads from its secrets files).
+fn env_value(v: &Value, secrets: &BTreeMap<String, String>, imported: &BTreeMap<String, Value>) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
@@ -179,18 +196,22 @@ fn env_value(v: &Value, secrets: &BTreeMap<String, Value>) -> String {
         _ => {
             let r = &v["secretKeyRef"];
             let (name, key) = (r["name"].as_str().unwrap(), r["key"].as_str().unwrap());
-            let secret = secrets.get(name).unwrap_or_else(|| panic!("no Secret {name} for {v}"));
-            let value = secret["stringData"][key].as_str().or(secret["data"][key].as_str());
-            value.unwrap_or_else(|| panic!("Secret {name} has no plain {key}: {secret}")).to_string()
+            let secret = imported.get(name).unwrap_or_else(|| panic!("no Secret {name} imported for {v}"));
+            assert!(secret["stringData"].get(key).is_some(), "Secret {name} has no key {key}: {secret}");
+            secrets.get(key).unwrap_or_else(|| panic!("Kamal has no secret {key} (for {v})")).clone()
         }
     }
 }
 
-fn env_of(maps: &[&Value], secrets: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+fn env_of(
+    maps: &[&Value],
+    secrets: &BTreeMap<String, String>,
+    imported: &BTreeMap<String, Value>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for m in maps {
         for (k, v) in m.as_object().into_iter().flatten() {
-            out.insert(k.clone(), env_value(v, secrets));
+            out.insert(k.clone(), env_value(v, secrets, imported));
         }
     }
     out
@@ -198,7 +219,7 @@ fn env_of(maps: &[&Value], secrets: &BTreeMap<String, Value>) -> BTreeMap<String
 
 /// What berth would run for the imported resources: each role's hosts and, per host, the App's env,
 /// the role's and the host's (`hostEnv`); each accessory's hosts and env.
-fn berth_resolved(k: &KamalProject, docs: &[Value]) -> Resolved {
+fn berth_resolved(k: &KamalProject, dest: Option<&str>, docs: &[Value]) -> Resolved {
     fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
         docs.iter().filter(move |d| d["kind"] == kind)
     }
@@ -208,6 +229,7 @@ fn berth_resolved(k: &KamalProject, docs: &[Value]) -> Resolved {
             (name, endpoint_host(k, h["spec"]["endpoint"].as_str().unwrap()).to_string())
         })
         .collect();
+    let values = kamal_secret_values(k, dest);
     let secrets: BTreeMap<String, Value> =
         of_kind(docs, "Secret").map(|s| (s["metadata"]["name"].as_str().unwrap().to_string(), s.clone())).collect();
     let apps: Vec<&Value> = of_kind(docs, "App").collect();
@@ -219,16 +241,24 @@ fn berth_resolved(k: &KamalProject, docs: &[Value]) -> Resolved {
         let mut on: Vec<String> = r["hosts"].as_array().unwrap().iter().map(bed).collect();
         for host in r["hosts"].as_array().unwrap() {
             let host_env = &r["hostEnv"][host.as_str().unwrap()];
-            out.env.insert(format!("{role}@{}", bed(host)), env_of(&[&spec["env"], &r["env"], host_env], &secrets));
+            out.env.insert(
+                format!("{role}@{}", bed(host)),
+                env_of(&[&spec["env"], &r["env"], host_env], &values, &secrets),
+            );
         }
         on.sort();
         out.roles.insert(role.clone(), on);
     }
     for (name, a) in spec["accessories"].as_object().into_iter().flatten() {
-        let mut on: Vec<String> = a["hosts"].as_array().unwrap().iter().map(bed).collect();
+        // `hosts`, and the hosts of the roles in `roles`.
+        let mut on: Vec<String> = a["hosts"].as_array().into_iter().flatten().map(bed).collect();
+        for role in a["roles"].as_array().into_iter().flatten() {
+            on.extend(out.roles[role.as_str().unwrap()].iter().cloned());
+        }
         on.sort();
+        on.dedup();
         for h in &on {
-            out.env.insert(format!("accessory {name}@{h}"), env_of(&[&a["env"]], &secrets));
+            out.env.insert(format!("accessory {name}@{h}"), env_of(&[&a["env"]], &values, &secrets));
         }
         out.accessories.insert(name.clone(), on);
     }
@@ -243,25 +273,22 @@ fn import_matches_kamal(fixture: &str, dest: Option<&str>) {
     let k = KamalProject::new(&format!("kpeer-{fixture}"));
     k.push_image(&k.version.clone());
     install_fixture(&k, fixture);
-    let berth = berth_resolved(&k, &berth_import(&k, dest));
+    let berth = berth_resolved(&k, dest, &berth_import(&k, dest, &[]));
     let kamal = kamal_resolved(&k, dest);
     assert_eq!(berth, kamal, "berth import (left) and Kamal (right) differ for {fixture}, destination {dest:?}");
 }
 
 #[test]
-#[ignore = "needs `berth import kamal` (src/cli/import.rs), not in the tree yet"]
 fn import_of_tags_matches_kamal() {
     import_matches_kamal("tags", None);
 }
 
 #[test]
-#[ignore = "needs `berth import kamal` (src/cli/import.rs), not in the tree yet"]
 fn import_of_tags_for_staging_matches_kamal() {
     import_matches_kamal("tags", Some("staging"));
 }
 
 #[test]
-#[ignore = "needs `berth import kamal` (src/cli/import.rs), not in the tree yet"]
 fn import_of_plain_matches_kamal() {
     import_matches_kamal("plain", None);
 }
@@ -271,7 +298,6 @@ fn import_of_plain_matches_kamal() {
 /// private prefix of the bed's etcd and converged over ssh until `berth status` says Ready, with the
 /// containers where Kamal would put them.
 #[test]
-#[ignore = "needs `berth import kamal` (src/cli/import.rs), not in the tree yet"]
 fn berth_runs_an_imported_kamal_app_over_ssh_hosts() {
     let tb = Testbed::get();
     let _hosts = tb.shared();
@@ -281,23 +307,31 @@ fn berth_runs_an_imported_kamal_app_over_ssh_hosts() {
     k.service = ctx.app("kpeer-berth");
     k.push_image(&k.version.clone());
     install_fixture(&k, "plain");
-    let mut docs = berth_import(&k, None);
+    // The import seals what the secrets files give (here the registry's) to a key of the test's.
+    let key_file = ctx.dir.path().join("sealing.key");
+    let recipient = ctx.berth(&["keygen", "--out", key_file.to_str().unwrap()]).expect(0).stdout.trim().to_string();
+    let secrets = k.dir.path().join(".kamal/secrets");
+    let mut docs = berth_import(&k, None, &["--secrets", secrets.to_str().unwrap(), "--recipient", &recipient]);
     let app = docs.iter().find(|d| d["kind"] == "App").expect("an App")["metadata"].clone();
     let (name, ns) = (app["name"].as_str().unwrap().to_string(), app["namespace"].as_str().unwrap().to_string());
     assert_eq!(name, k.service);
+    // The imported Host's name of each bed host (`10-213-0-11` for host1).
+    let mut imported_name = BTreeMap::new();
     for doc in docs.iter_mut().filter(|d| d["kind"] == "Host") {
         let host = endpoint_host(&k, doc["spec"]["endpoint"].as_str().unwrap()).to_string();
         doc["spec"]["endpoint"] = Value::String(k.ssh_endpoint(&host));
+        imported_name.insert(host, doc["metadata"]["name"].as_str().unwrap().to_string());
     }
     let text: Vec<String> = docs.iter().map(|d| serde_yaml_ng::to_string(d).unwrap()).collect();
     ctx.apply("imported.yaml", &text.join("---\n"));
     let ssh_config = k.ssh_config();
-    let ssh = [("BERTH_SSH_CONFIG", ssh_config.to_str().unwrap())];
+    let ssh =
+        [("BERTH_SSH_CONFIG", ssh_config.to_str().unwrap()), ("BERTH_SEALING_KEY_FILE", key_file.to_str().unwrap())];
     ctx.berth_env(&["converge", &name, "-n", &ns], &ssh).expect(0);
     let status = ctx.wait_status(&name, &ns, secs(60), "Ready", |s| s["phase"] == "Ready");
     let expected = [("host1", 3), ("host2", 1), ("host3", 3)]; // web+workers+sidecar, search, workers+search+sidecar
     for (host, n) in expected {
-        assert_eq!(status_ids(&status, host).len(), n, "{host} in {status:#}");
+        assert_eq!(status_ids(&status, &imported_name[host]).len(), n, "{host} in {status:#}");
     }
     let again = ctx.berth_env(&["converge", &name, "-n", &ns], &ssh).expect(0);
     assert_eq!(again.changes(), "", "a second converge over ssh has nothing to do: {}", again.stdout);
