@@ -179,6 +179,13 @@ impl Run<'_> {
         let proxy_id = self.proxy_id(c).await.map_err(|e| WaitFailure::Failed(e.to_string()))?;
         let url = format!("http://{container}:{}{}", target.spec.app_port, target.spec.health_path);
         let deadline = Instant::now() + self.health_timeout;
+        // The status says what is waited for while it lasts.
+        let who = match self.desired.by_name(container) {
+            Some(d) => format!("{}/{}", d.component.kind(), d.component.name()),
+            None => container.to_string(),
+        };
+        let what = format!("{who} on {} (GET {} through the proxy)", c.name, target.spec.health_path);
+        let wait = self.progress.start_wait(what, self.health_timeout);
         loop {
             if !self.gate.is_open() {
                 let why = format!("probe of {container} on {} cut short: the operator is stopping", c.name);
@@ -188,6 +195,7 @@ impl Run<'_> {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
+            wait.update("not answering");
             if Instant::now() >= deadline {
                 let within = humantime::format_duration(self.health_timeout);
                 let why = format!("{container} on {} did not answer its health path within {within}: {last}", c.name);

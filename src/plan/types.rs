@@ -308,7 +308,7 @@ pub enum Action {
         name: String,
     },
     /// Stop old, create+start new, wait for health within `rollout.healthTimeout`, remove old;
-    /// on failure remove new, start old and stop the rollout.
+    /// on failure remove new, start old and stop the rollout. A proxied one goes start-first.
     Replace {
         /// Host name.
         host: String,
@@ -398,7 +398,8 @@ impl fmt::Display for Action {
                 (name.clone(), String::new())
             }
             Action::Replace { old_name, new, .. } => {
-                (new.name.clone(), format!("{} replaces {old_name}", new.component))
+                let order = if new.proxy.is_some() { " (start-first)" } else { "" };
+                (new.name.clone(), format!("{} replaces {old_name}{order}", new.component))
             }
         };
         let row = format!("{:<16} {:<14} {:<40} {}", self.host(), self.verb(), target, detail);
