@@ -62,3 +62,23 @@ fn the_last_three_pulls_and_the_images_in_use_stay() {
         let _ = tb.docker("host1", &["rmi", image]);
     }
 }
+
+#[test]
+fn a_converge_run_by_hand_records_what_it_pulled() {
+    let tb = Testbed::get();
+    let _up = tb.shared();
+    let ctx = Ctx::new("imagegc");
+    let (app, ns) = (ctx.app("gc-cli"), "prod");
+    let (tag, _) = tb.private_app_image("gc-cli");
+    ctx.apply("hosts.yaml", &unix_hosts(tb));
+    ctx.apply("app.yaml", &app_doc(&app, ns, &tag));
+    ctx.converge(&app, ns).expect(0);
+    let running = app_containers(tb, "host1", &app);
+    assert_eq!(running.len(), 1, "{:?}", common::containers::shorts(&running));
+    let pinned = &running[0].image;
+    // The host's record of berth's pulls (what the clean-up may ever remove) holds it.
+    let dump = ctx.dump();
+    let record = dump.lines().find(|l| l.contains("/images/host1 ")).unwrap_or_else(|| panic!("no record:\n{dump}"));
+    assert!(record.contains(pinned.as_str()), "{pinned} is not in host1's record: {record}");
+    ctx.delete(&app, ns);
+}

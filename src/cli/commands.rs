@@ -89,6 +89,10 @@ pub async fn converge(global: &GlobalArgs, name: &str, namespace: &str) -> Resul
     let pool = HostPool::new();
     let keyring = load_keyring(std::env::var_os("BERTH_SEALING_KEY_FILE").map(std::path::PathBuf::from).as_deref())?;
     let outcome = engine::converge(&store, &pool, &app, &hosts, keyring.as_ref()).await?;
+    // What this converge pulled is recorded like the operator's pulls, so the clean-up may remove it.
+    if let Err((e, _)) = crate::controller::image_gc::record(&store, outcome.pulls.clone()).await {
+        tracing::warn!(error = %e, "cannot record the images this converge pulled");
+    }
     let finished = finalizer::finish(&store, &app, &outcome).await?;
     let counts: Vec<String> = outcome.actions.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let did = if counts.is_empty() { "no changes".to_string() } else { counts.join(", ") };

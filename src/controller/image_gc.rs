@@ -20,32 +20,35 @@ pub struct ImageGc {
     retention: usize,
     /// One clean-up at a time: each reads and rewrites a host's record.
     running: tokio::sync::Mutex<()>,
+    /// Pulls converges made that are not recorded yet (etcd failed): recorded by the next run.
+    pending: parking_lot::Mutex<Vec<PullNote>>,
 }
 
 impl ImageGc {
     pub fn new(retention: usize) -> ImageGc {
-        ImageGc { retention, running: tokio::sync::Mutex::new(()) }
+        ImageGc { retention, running: tokio::sync::Mutex::new(()), pending: parking_lot::Mutex::new(Vec::new()) }
     }
 
-    /// Records the pulls noted since the last run, then cleans up the hosts they were on (`all`:
-    /// every host, as on resync). `store` is the leader's fenced store; a store error leaves the
-    /// rest for the next run.
-    pub async fn collect(&self, store: &Store, pool: &HostPool, hosts: &[Host], all: bool) {
+    /// Records `pulls` (a converge's) with any still pending, then cleans up the hosts they were on
+    /// (`all`: every host, as on resync). `store` is the leader's fenced store; a store error keeps
+    /// the notes for the next run.
+    pub async fn collect(&self, store: &Store, pool: &HostPool, hosts: &[Host], all: bool, pulls: Vec<PullNote>) {
         let _one = self.running.lock().await;
-        collect(store, pool, hosts, all, self.retention).await
+        let notes: Vec<PullNote> = std::mem::take(&mut *self.pending.lock()).into_iter().chain(pulls).collect();
+        let mut scope: BTreeSet<String> = notes.iter().map(|n| n.host.clone()).collect();
+        if let Err((e, unrecorded)) = record(store, notes).await {
+            warn!(error = %e, "cannot record the images berth pulled; trying again later");
+            self.pending.lock().extend(unrecorded);
+            return;
+        }
+        if all {
+            scope.extend(hosts.iter().map(|h| h.metadata.name.clone()));
+        }
+        clean(store, pool, hosts, &scope, self.retention).await
     }
 }
 
-async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool, retention: usize) {
-    let notes = images::take_pulls();
-    let mut scope: BTreeSet<String> = notes.iter().map(|n| n.host.clone()).collect();
-    if let Err(e) = record(store, notes).await {
-        warn!(error = %e, "cannot record the images berth pulled; trying again later");
-        return;
-    }
-    if all {
-        scope.extend(hosts.iter().map(|h| h.metadata.name.clone()));
-    }
+async fn clean(store: &Store, pool: &HostPool, hosts: &[Host], scope: &BTreeSet<String>, retention: usize) {
     for host in hosts.iter().filter(|h| scope.contains(&h.metadata.name)) {
         if let Err(e) = clean_host(store, pool, host, retention).await {
             warn!(host = %host.metadata.name, error = %e, "image clean-up stopped on this host");
@@ -53,8 +56,9 @@ async fn collect(store: &Store, pool: &HostPool, hosts: &[Host], all: bool, rete
     }
 }
 
-/// Adds the noted pulls to each host's record; on failure the notes go back for the next run.
-async fn record(store: &Store, notes: Vec<PullNote>) -> Result<(), StoreError> {
+/// Adds pulls berth made to each host's record, so the clean-up may remove them one day (a
+/// `berth converge` run by hand records its pulls too); on failure, the notes not recorded.
+pub async fn record(store: &Store, notes: Vec<PullNote>) -> Result<(), (StoreError, Vec<PullNote>)> {
     let mut by_host: BTreeMap<String, Vec<PullNote>> = BTreeMap::new();
     for n in notes {
         by_host.entry(n.host.clone()).or_default().push(n);
@@ -70,8 +74,7 @@ async fn record(store: &Store, notes: Vec<PullNote>) -> Result<(), StoreError> {
         }
         .await;
         if let Err(e) = result {
-            images::return_pulls(notes.into_iter().chain(hosts.flat_map(|(_, n)| n)).collect());
-            return Err(e);
+            return Err((e, notes.into_iter().chain(hosts.flat_map(|(_, n)| n)).collect()));
         }
     }
     Ok(())

@@ -230,7 +230,10 @@ async fn resync(shared: Arc<Shared>, every: Duration, mut shutdown: watch::Recei
         }
         let lease = *shared.leadership.borrow();
         if let Some(lease) = lease {
-            shared.images.collect(&shared.store.fenced(lease), &shared.pool, &shared.reflector.hosts(), true).await;
+            shared
+                .images
+                .collect(&shared.store.fenced(lease), &shared.pool, &shared.reflector.hosts(), true, Vec::new())
+                .await;
         }
     }
 }
@@ -330,8 +333,8 @@ async fn reconcile(shared: &Shared, key: &AppKey, lease: i64, recheck: bool) -> 
         }
         Ok((outcome, false)) => {
             m.record_reconcile(name, ns, record(&outcome, generation, started.elapsed()));
-            if outcome.actions.get("pull").is_some_and(|&n| n > 0) {
-                shared.images.collect(&store, &shared.pool, &hosts, false).await;
+            if !outcome.pulls.is_empty() {
+                shared.images.collect(&store, &shared.pool, &hosts, false, outcome.pulls.clone()).await;
             }
             // A failed rollout held at its last Ready generation has nothing to retry: backing off
             // and trying again is exactly what would take the healthy containers down again.

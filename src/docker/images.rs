@@ -1,5 +1,5 @@
-//! The image calls of berth's clean-up, and the log of the pulls berth made (the engine notes each
-//! pull here; the operator takes the notes and records them in etcd per host).
+//! The image calls of berth's clean-up, and what a pull berth made is noted as (each converge hands
+//! its notes back in its outcome; they are recorded in etcd per host).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,25 +14,6 @@ pub struct PullNote {
     pub image: String,
     pub namespace: String,
     pub app: String,
-}
-
-/// Pulls noted since the operator last took them.
-static PULLS: parking_lot::Mutex<Vec<PullNote>> = parking_lot::Mutex::new(Vec::new());
-
-/// Notes that berth pulled `image` onto `host` for an app: only such images are ever removed.
-pub fn note_pull(host: &str, image: &str, namespace: &str, app: &str) {
-    let note = PullNote { host: host.into(), image: image.into(), namespace: namespace.into(), app: app.into() };
-    PULLS.lock().push(note);
-}
-
-/// The pulls noted since the last call.
-pub fn take_pulls() -> Vec<PullNote> {
-    std::mem::take(&mut *PULLS.lock())
-}
-
-/// Puts back pulls that could not be recorded, so the next clean-up records them.
-pub fn return_pulls(notes: Vec<PullNote>) {
-    PULLS.lock().extend(notes);
 }
 
 /// What the host holds of each reference: (image id, size in bytes), or `None` once it is gone.

@@ -202,7 +202,8 @@ pub async fn converge_gated(
     }
     timings.mark("status-write");
     tracing::debug!(app = %name, namespace = %ns, steps = %timings, "converge timings");
-    Ok(Outcome { status, actions: run.counts, gone, settled })
+    let pulls = std::mem::take(&mut *run.pulls.lock());
+    Ok(Outcome { status, actions: run.counts, gone, settled, pulls })
 }
 
 /// Pins the App's images, reusing the recorded pins (an App from before the pins key had them in

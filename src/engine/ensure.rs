@@ -29,7 +29,12 @@ impl Run<'_> {
         let pulled = ops::pull(c, image, crate::docker::auth_for(image, auths)).await?;
         if pulled && pinned {
             // Only what berth pulled is ever cleaned up again (`controller::image_gc`).
-            crate::docker::images::note_pull(&c.name, image, self.app.namespace(), &self.app.metadata.name);
+            self.pulls.lock().push(crate::docker::images::PullNote {
+                host: c.name.clone(),
+                image: image.to_string(),
+                namespace: self.app.namespace().to_string(),
+                app: self.app.metadata.name.clone(),
+            });
         }
         if pinned {
             self.pool.cache(&c.name).add_image(image);

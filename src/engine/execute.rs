@@ -67,6 +67,8 @@ pub(super) struct Run<'a> {
     pub(super) routes: parking_lot::Mutex<BTreeMap<String, crate::plan::routes::RouteTable>>,
     /// Hosts whose proxy serves no route any more: removed unless another App still routes there.
     pub(super) idle_proxies: parking_lot::Mutex<BTreeSet<String>>,
+    /// Pinned images this converge pulled: only those are ever cleaned up again.
+    pub(super) pulls: parking_lot::Mutex<Vec<crate::docker::images::PullNote>>,
 }
 
 /// One replace that was rolled back: the new container never turned healthy.
@@ -123,6 +125,7 @@ impl<'a> Run<'a> {
             routed: parking_lot::Mutex::new(BTreeSet::new()),
             routes: parking_lot::Mutex::new(BTreeMap::new()),
             idle_proxies: parking_lot::Mutex::new(BTreeSet::new()),
+            pulls: parking_lot::Mutex::new(Vec::new()),
         }
     }
 

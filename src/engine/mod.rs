@@ -42,6 +42,9 @@ pub struct Outcome {
     /// Nothing is left to retry: Ready, or a failed rollout that berth holds at its last Ready
     /// generation (only a new spec or `berth rollout retry` starts another attempt).
     pub settled: bool,
+    /// Pinned images this converge pulled, to be recorded for the image clean-up (only what berth
+    /// pulled is ever removed again).
+    pub pulls: Vec<crate::docker::images::PullNote>,
 }
 
 impl Outcome {
