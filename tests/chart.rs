@@ -69,7 +69,15 @@ fn every_flag_the_deployment_passes_exists_and_defaults_match_the_operator() {
 
     let values: Value = serde_yaml_ng::from_str(&read("charts/berth/values.yaml")).unwrap();
     let op = &values["operator"];
-    for (key, flag) in [("concurrency", "--concurrency"), ("resync", "--resync"), ("leaseTtl", "--lease-ttl")] {
+    let defaults = [
+        ("concurrency", "--concurrency"),
+        ("resync", "--resync"),
+        ("leaseTtl", "--lease-ttl"),
+        ("shutdownGrace", "--shutdown-grace"),
+        ("historyLimit", "--history-limit"),
+        ("imageRetention", "--image-retention"),
+    ];
+    for (key, flag) in defaults {
         let chart = match &op[key] {
             Value::Number(n) => n.to_string(),
             Value::String(s) => s.clone(),
