@@ -204,6 +204,32 @@ impl Ctx {
             resp.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).to_string())
         })
     }
+
+    /// `docker ps -a` of `app`'s containers on `host` that also match `filters`
+    /// (`label=berth.role=web`), a line each as `format` says (`{{.ID}} {{.Names}}`); the host's
+    /// dockerd must answer.
+    pub fn ps(&self, host: &str, app: &str, filters: &[&str], format: &str) -> Vec<String> {
+        let out =
+            self.tb.docker_ok(host, &ps_args(app, filters, format).iter().map(String::as_str).collect::<Vec<_>>());
+        out.lines().map(String::from).collect()
+    }
+
+    /// [`Ctx::ps`], or `None` while the host's dockerd does not answer (another test may be
+    /// restarting it).
+    pub fn try_ps(&self, host: &str, app: &str, filters: &[&str], format: &str) -> Option<Vec<String>> {
+        let out = self.tb.docker(host, &ps_args(app, filters, format).iter().map(String::as_str).collect::<Vec<_>>());
+        out.status.success().then(|| lines(&out))
+    }
+}
+
+/// The arguments of [`Ctx::ps`].
+fn ps_args(app: &str, filters: &[&str], format: &str) -> Vec<String> {
+    let mut args = vec!["ps".to_string(), "-a".into(), "--filter".into(), format!("label=berth.app={app}")];
+    for f in filters {
+        args.extend(["--filter".to_string(), f.to_string()]);
+    }
+    args.extend(["--format".to_string(), format.to_string()]);
+    args
 }
 
 impl Drop for Ctx {
