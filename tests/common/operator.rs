@@ -26,11 +26,21 @@ impl Ctx {
 
     /// [`Ctx::operator`] with extra environment (`BERTH_SSH_CONFIG`).
     pub fn operator_env(&self, identity: &str, extra: &[&str], env: &[(&str, &Path)]) -> Operator {
+        self.operator_logging(identity, "info", extra, env)
+    }
+
+    /// [`Ctx::operator`] logging at `BERTH_LOG=level` (`trace`) instead of `info`: for tests of what
+    /// the log holds.
+    pub fn operator_at_level(&self, identity: &str, level: &str, extra: &[&str]) -> Operator {
+        self.operator_logging(identity, level, extra, &[])
+    }
+
+    fn operator_logging(&self, identity: &str, level: &str, extra: &[&str], env: &[(&str, &Path)]) -> Operator {
         let addr = format!("127.0.0.1:{}", free_port());
         let log = self.dir.path().join(format!("operator-{identity}.log"));
         let child = berth_cmd()
             .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .env("BERTH_LOG", "info")
+            .env("BERTH_LOG", level)
             .env("NO_COLOR", "1")
             .args(["--etcd", &self.etcd, "--prefix", &self.prefix, "operator"])
             .args(["--metrics-addr", &addr, "--identity", identity])
@@ -71,6 +81,12 @@ impl Operator {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `GET PATH` on the metrics address: (status, body); something must answer.
+    pub fn must_get(&self, path: &str) -> (u16, String) {
+        self.get(path)
+            .unwrap_or_else(|| panic!("operator {}: nothing answered GET {path}\n{}", self.identity, self.log()))
     }
 
     /// The `/metrics` text; it must answer 200.
