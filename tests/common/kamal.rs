@@ -162,6 +162,20 @@ impl KamalProject {
         format!("ssh:\n  user: root\n  port: {}\n  keys_only: true\n  keys: [{}]\n", self.port, self.key.display())
     }
 
+    /// An `ssh:` section that reaches `host`'s sshd whatever address Kamal connects to (a proxy command
+    /// to it), for configurations whose servers are not the bed's: Kamal still names each configured
+    /// host in what it prints (`App Host: web-1.example.com`), so it shows where it would run what.
+    /// The proxy ends with Kamal's side of the connection and keeps no stream of the test's open.
+    pub fn ssh_yaml_through(&self, host: &str) -> String {
+        format!(
+            "ssh:\n  user: root\n  port: {port}\n  keys_only: true\n  keys: [{key}]\n  \
+             proxy_command: bash -c 'exec 3<>/dev/tcp/{addr}/{port}; cat <&3 & cat >&3; kill $!' 2>/dev/null\n",
+            port = self.port,
+            key = self.key.display(),
+            addr = self.address(host)
+        )
+    }
+
     /// The `registry:` section for the bed's registry (no auth there; Kamal wants a user and password anyway).
     pub fn registry_yaml(&self) -> String {
         format!("registry:\n  server: {}\n  username: kamal\n  password: [KAMAL_REGISTRY_PASSWORD]\n", self.tb.registry)
@@ -250,7 +264,13 @@ impl KamalProject {
 
     /// `kamal config [-d DEST]`: Kamal's resolved configuration (its keys are Ruby symbols, `:hosts`).
     pub fn config(&self, dest: Option<&str>) -> serde_yaml_ng::Value {
+        self.config_of(&[], dest)
+    }
+
+    /// [`KamalProject::config`] with more options (`-c config/other.yml`).
+    pub fn config_of(&self, options: &[&str], dest: Option<&str>) -> serde_yaml_ng::Value {
         let mut args = vec!["config"];
+        args.extend(options);
         args.extend(dest.iter().flat_map(|d| ["-d", *d]));
         let r = self.kamal_ok(&args, Duration::from_secs(60));
         serde_yaml_ng::from_str(&r.stdout)
@@ -260,7 +280,13 @@ impl KamalProject {
     /// The addresses Kamal runs role `role` on in `dest`, sorted: the hosts `kamal server exec -r ROLE`
     /// reaches (each answers through its sshd, so the address is the one that ran the command).
     pub fn role_hosts(&self, role: &str, dest: Option<&str>) -> Vec<String> {
+        self.role_hosts_of(&[], role, dest)
+    }
+
+    /// [`KamalProject::role_hosts`] with more options (`-c config/other.yml`).
+    pub fn role_hosts_of(&self, options: &[&str], role: &str, dest: Option<&str>) -> Vec<String> {
         let mut args = vec!["server", "exec", "-r", role];
+        args.extend(options);
         args.extend(dest.iter().flat_map(|d| ["-d", *d]));
         args.push("true");
         let r = self.kamal_ok(&args, Duration::from_secs(120));
