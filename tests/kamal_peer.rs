@@ -422,7 +422,7 @@ fn import_of_fixture_basic_places_roles_as_kamal() {
 }
 
 #[test]
-#[ignore = "Kamal 2.11 refuses tests/fixtures/kamal/shop: stop_timeout, a restart option, no builder arch, proxy host+hosts"]
+#[ignore = "Kamal 2.11 refuses tests/fixtures/kamal/shop: stop_timeout, restart option, no builder arch, proxy host+hosts, proxy run"]
 fn import_of_fixture_shop_places_roles_as_kamal() {
     for dest in [None, Some("staging"), Some("production")] {
         import_places_roles_as_kamal("shop", dest);
