@@ -12,21 +12,21 @@
 //!    `BerthAppNotReady` fires for the App on it, and the host comes back up once dockerd does.
 //!
 //! Isolation: unique app names and namespaces, host ports of this binary's own range ([`port`]), one
-//! etcd prefix per test. The host outage goes through [`Testbed::outage`] (it waits for every
+//! [`Ctx`] (etcd prefix) per test. The host outage goes through [`Testbed::outage`] (it waits for every
 //! [`Testbed::shared`] holder). Operators and Prometheus are killed by drop guards, even when a test
-//! panics (their logs are printed then), and containers, networks and keys are removed after them.
+//! panics (their logs are printed then), and the [`Ctx`] removes containers, networks and keys after them.
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::AtomicU16;
 
+use common::operator::Operator;
 use common::ports::{free_port, host_port};
-use common::run::{berth_at, berth_cmd};
-use common::testbed::{http_get, secs, unique, wait_until, Testbed};
-use etcd_client::{Client, DeleteOptions};
+use common::specs::{host_doc, AppSpec, RoleSpec};
+use common::testbed::{http_get, secs, wait_until, Testbed};
+use common::world::{unix_now, Ctx};
 use serde_json::Value;
 
 // ------------------------------------------------------------------------------------ helpers
@@ -38,31 +38,11 @@ fn port() -> u16 {
     host_port(&N, 61000, 500, 8, "metrics_e2e")
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
 /// The last `n` lines of a log file.
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// SIGTERM, up to `grace` to exit, then SIGKILL; always reaped.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if let Ok(None) = child.try_wait() {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let exited = wait_until(grace, || matches!(child.try_wait(), Ok(Some(_))));
-        if !exited {
-            let _ = child.kill();
-        }
-    }
-    let _ = child.wait();
 }
 
 /// Percent-encoding of a URL query value.
@@ -159,55 +139,6 @@ fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 }
 
 // ------------------------------------------------------------------------------- the world
-
-/// A running `berth operator`: SIGTERM (then SIGKILL) on drop; its log printed if the test failed.
-struct Operator {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(tb: &Testbed, prefix: &str, dir: &Path) -> Operator {
-        let port = free_port();
-        let log = dir.join(format!("operator-{port}.log"));
-        let child = berth_cmd()
-            .env("BERTH_LOG", "info")
-            .env("NO_COLOR", "1")
-            .args(["--etcd", &tb.etcd, "--prefix", prefix, "operator", "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn berth operator");
-        let mut op = Operator { child, port, log };
-        let up = wait_until(secs(20), || {
-            assert!(op.child.try_wait().unwrap().is_none(), "the operator exited:\n{}", tail(&op.log, 50));
-            matches!(http_get("127.0.0.1", port, "/healthz"), Ok((200, _)))
-        });
-        assert!(up, "the operator's /healthz never answered on port {port}:\n{}", tail(&op.log, 50));
-        op
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get("127.0.0.1", self.port, path).unwrap_or_else(|e| panic!("GET {path} from the operator: {e}"))
-    }
-
-    fn metrics(&self) -> Vec<Sample> {
-        let (code, body) = self.get("/metrics");
-        assert_eq!(code, 200, "{body}");
-        parse_exposition(&body)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        stop_child(&mut self.child, secs(10));
-        if std::thread::panicking() {
-            eprintln!("--- operator log (last 80 lines) ---\n{}", tail(&self.log, 80));
-        }
-    }
-}
 
 /// A running Prometheus in a temp dir: killed on drop, its log printed if the test failed.
 struct Prometheus {
@@ -313,107 +244,48 @@ impl Drop for Prometheus {
     }
 }
 
-/// One test's world: an etcd prefix with Hosts and one App, an operator, and clean-up of all of it.
-struct World {
-    tb: &'static Testbed,
-    prefix: String,
-    dir: tempfile::TempDir,
-    app: String,
+/// The App of one test: role `web` with one container on each of `hosts`, in a namespace of its own.
+struct WebApp {
+    name: String,
     ns: String,
     hosts: Vec<String>,
-    operator: Option<Operator>,
 }
 
-impl World {
-    /// Starts an operator on a fresh prefix, then applies `hosts` (the bed's unix sockets) and an
-    /// App `web` role with one container per host, publishing a port of this binary's range.
-    fn new(hosts: &[&str]) -> World {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let tb = Testbed::get();
-        let mut w = World {
-            tb,
-            prefix: format!("/berth-metrics-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)),
-            dir: tempfile::tempdir().unwrap(),
-            app: unique("met"),
-            ns: unique("metns"),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            operator: None,
-        };
-        w.operator = Some(Operator::start(tb, &w.prefix, w.dir.path()));
-        let mut spec = String::new();
-        for h in hosts {
-            spec.push_str(&format!(
-                "apiVersion: berth.dev/v1alpha1\nkind: Host\nmetadata: {{name: {h}}}\nspec: {{endpoint: \"{}\"}}\n---\n",
-                tb.host(h).unix
-            ));
-        }
-        spec.push_str(&format!(
-            "apiVersion: berth.dev/v1alpha1\nkind: App\nmetadata: {{name: {app}, namespace: {ns}}}\nspec:\n  image: {image}\n  roles:\n    web:\n      hosts: [{hosts}]\n      ports: [\"{port}:80\"]\n",
-            app = w.app,
-            ns = w.ns,
-            image = tb.images.app_v1,
-            hosts = hosts.join(", "),
-            port = port(),
-        ));
-        let file = w.dir.path().join("app.yaml");
-        std::fs::write(&file, spec).unwrap();
-        let (code, out) = w.berth(&["apply", "-f", file.to_str().unwrap()]);
-        assert_eq!(code, Some(0), "berth apply: {out}");
-        w
-    }
+/// Starts an operator on the test's fresh prefix, then applies Hosts for `hosts` (the bed's unix
+/// sockets) and an App whose `web` role runs one container per host, publishing a port of this
+/// binary's range.
+fn deploy(ctx: &Ctx, hosts: &[&str]) -> (Operator, WebApp) {
+    let app = WebApp {
+        name: ctx.app("met"),
+        ns: ctx.namespace("metns"),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+    };
+    let op = ctx.operator("metrics", &[]);
+    let mut spec: Vec<String> = hosts.iter().map(|h| host_doc(h, &ctx.tb.host(h).unix)).collect();
+    spec.push(
+        AppSpec::new(&app.name, &app.ns, &ctx.tb.images.app_v1).role("web", RoleSpec::on(hosts).publish(port())).yaml(),
+    );
+    ctx.apply("app.yaml", &spec.join("---\n"));
+    (op, app)
+}
 
-    fn op(&self) -> &Operator {
-        self.operator.as_ref().unwrap()
-    }
-
-    /// `berth --etcd … --prefix … ARGS` → (exit code, stdout + stderr).
-    fn berth(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = berth_at(&self.tb.etcd, &self.prefix, args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!text.contains("panicked"), "berth panicked: {text}");
-        (out.status.code(), text)
-    }
-
-    /// The status phase `berth status -o json` reports (None before the first converge).
-    fn phase(&self) -> Option<String> {
-        let (code, out) = self.berth(&["status", &self.app, "-n", &self.ns, "-o", "json"]);
-        if code != Some(0) {
-            return None;
-        }
-        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("status json: {e}: {out}"));
-        v["phase"].as_str().map(str::to_string)
-    }
-
-    fn wait_ready(&self) {
-        let ready = wait_until(secs(120), || self.phase().as_deref() == Some("Ready"));
-        let status = self.berth(&["status", &self.app, "-n", &self.ns]).1;
-        assert!(ready, "app {} -n {} never became Ready through the operator:\n{status}", self.app, self.ns);
+impl WebApp {
+    fn wait_ready(&self, ctx: &Ctx) {
+        ctx.wait_status(&self.name, &self.ns, secs(120), "Ready through the operator", |s| s["phase"] == "Ready");
     }
 
     /// Ids of the app's containers on `host` (any state); None while the host's dockerd does not
     /// answer (other test processes share the bed and may be restarting it).
-    fn containers(&self, host: &str) -> Option<Vec<String>> {
-        let out = self.tb.docker(
-            host,
-            &[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=berth.app={}", self.app),
-                "--filter",
-                &format!("label=berth.namespace={}", self.ns),
-            ],
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        out.status.success().then(|| text.lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    fn containers(&self, ctx: &Ctx, host: &str) -> Option<Vec<String>> {
+        ctx.try_ps(host, &self.name, &[&format!("label=berth.namespace={}", self.ns)], "{{.ID}}")
     }
 
     /// How many `event` container events Docker recorded on `host` for the app's containers since
     /// `since`, up to a mark made now and seen in the host's event log; None while the host's dockerd
     /// does not answer.
-    fn docker_events(&self, host: &str, event: &str, since: f64) -> Option<usize> {
-        let until = self.tb.events_mark(host);
-        let out = self.tb.docker(
+    fn docker_events(&self, tb: &Testbed, host: &str, event: &str, since: f64) -> Option<usize> {
+        let until = tb.events_mark(host);
+        let out = tb.docker(
             host,
             &[
                 "events",
@@ -426,7 +298,7 @@ impl World {
                 "--filter",
                 &format!("event={event}"),
                 "--filter",
-                &format!("label=berth.app={}", self.app),
+                &format!("label=berth.app={}", self.name),
                 "--filter",
                 &format!("label=berth.namespace={}", self.ns),
                 "--format",
@@ -440,52 +312,27 @@ impl World {
     /// `berth_container_actions_total{host,action}` equals Docker's count of the matching event on
     /// every host (berth's host series count only this app: it is the only one under the prefix).
     /// Waits a little for the two to meet; returns (action, host) → (berth, docker).
-    fn actions_match_docker(&self, since: f64) -> BTreeMap<(String, String), (f64, Option<usize>)> {
+    fn actions_match_docker(
+        &self,
+        tb: &Testbed,
+        op: &Operator,
+        since: f64,
+    ) -> BTreeMap<(String, String), (f64, Option<usize>)> {
         let pairs = [("create", "create"), ("start", "start"), ("stop", "stop"), ("remove", "destroy")];
         let mut last = BTreeMap::new();
         let equal = wait_until(secs(60), || {
-            let m = self.op().metrics();
+            let m = parse_exposition(&op.metrics());
             last.clear();
             for h in &self.hosts {
                 for (action, event) in pairs {
                     let berth = value(&m, "berth_container_actions_total", &[("host", h), ("action", action)]);
-                    last.insert((action.to_string(), h.clone()), (berth, self.docker_events(h, event, since)));
+                    last.insert((action.to_string(), h.clone()), (berth, self.docker_events(tb, h, event, since)));
                 }
             }
             last.values().all(|(b, d)| d.is_some_and(|d| *b == d as f64))
         });
         assert!(equal, "berth_container_actions_total vs docker events ((action, host) → (berth, docker)): {last:#?}");
         last
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        // The operator first, so nothing re-creates what is removed next.
-        drop(self.operator.take());
-        for h in &self.hosts {
-            let ids = self.tb.docker(
-                h,
-                &[
-                    "ps",
-                    "-aq",
-                    "--filter",
-                    &format!("label=berth.app={}", self.app),
-                    "--filter",
-                    &format!("label=berth.namespace={}", self.ns),
-                ],
-            );
-            for id in String::from_utf8_lossy(&ids.stdout).lines().filter(|l| !l.is_empty()) {
-                let _ = self.tb.docker(h, &["rm", "-f", "-v", id]);
-            }
-            let _ = self.tb.docker(h, &["network", "rm", &format!("berth-{}-{}", self.app, self.ns)]);
-        }
-        let (etcd, root) = (self.tb.etcd.clone(), format!("{}/", self.prefix));
-        block_on(async move {
-            if let Ok(mut c) = Client::connect([etcd], None).await {
-                let _ = c.delete(root, Some(DeleteOptions::new().with_prefix())).await;
-            }
-        });
     }
 }
 
@@ -512,29 +359,30 @@ fn operator_metrics_pass_promtool_and_match_what_docker_saw() {
     let tb = Testbed::get();
     let _all_hosts_up = tb.shared();
     let since = unix_now() - 1.0;
-    let w = World::new(&["host1", "host2"]);
-    w.wait_ready();
+    let ctx = Ctx::new("metrics");
+    let (op, w) = deploy(&ctx, &["host1", "host2"]);
+    w.wait_ready(&ctx);
 
     // (1) The endpoints. The operator writes the status before it records the reconcile's metrics:
     // the snapshot is the first one in which the app is Ready (a condition, not a moment).
-    let app_ready = [("app", w.app.as_str()), ("namespace", w.ns.as_str())];
+    let app_ready = [("app", w.name.as_str()), ("namespace", w.ns.as_str())];
     let mut body = String::new();
     let recorded = wait_until(secs(20), || {
-        body = w.op().get("/metrics").1;
+        body = op.must_get("/metrics").1;
         select(&parse_exposition(&body), "berth_app_ready", &app_ready).iter().any(|s| s.value == 1.0)
     });
     assert!(recorded, "berth_app_ready never 1 for a Ready app:\n{body}");
     let (ok, lints) = promtool_check_metrics(&body);
     assert!(ok && lints.trim().is_empty(), "promtool check metrics found problems:\n{lints}\n--- /metrics ---\n{body}");
-    let (code, health) = w.op().get("/healthz");
+    let (code, health) = op.must_get("/healthz");
     assert_eq!(code, 200, "/healthz: {health}");
-    let ready = wait_until(secs(20), || w.op().get("/readyz").0 == 200);
-    assert!(ready, "/readyz: {:?}", w.op().get("/readyz"));
-    let (_, readyz) = w.op().get("/readyz");
+    let ready = wait_until(secs(20), || op.must_get("/readyz").0 == 200);
+    assert!(ready, "/readyz: {:?}", op.must_get("/readyz"));
+    let (_, readyz) = op.must_get("/readyz");
     assert!(readyz.contains("leader"), "the only operator leads: {readyz}");
 
     let m = parse_exposition(&body);
-    let app = [("app", w.app.as_str()), ("namespace", w.ns.as_str())];
+    let app = [("app", w.name.as_str()), ("namespace", w.ns.as_str())];
     assert_eq!(value(&m, "berth_app_ready", &app), 1.0);
     assert_eq!(value(&m, "berth_app_generation_lag", &app), 0.0);
     let last_ready = value(&m, "berth_app_last_ready_timestamp_seconds", &app);
@@ -559,26 +407,25 @@ fn operator_metrics_pass_promtool_and_match_what_docker_saw() {
 
     // (2) Actions against Docker's own record: one container created and started per host, none
     // replaced, and that is exactly what is on the hosts now.
-    let seen = w.actions_match_docker(since);
+    let seen = w.actions_match_docker(tb, &op, since);
     for h in &w.hosts {
         assert_eq!(seen[&("create".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
         assert_eq!(seen[&("start".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
-        assert_eq!(w.containers(h).map(|c| c.len()), Some(1), "{h}");
+        assert_eq!(w.containers(&ctx, h).map(|c| c.len()), Some(1), "{h}");
     }
 
     // Deleting the App: the operator removes its containers, the counters still match Docker, and
     // none of the App's series is left behind.
-    let (code, out) = w.berth(&["delete", "app", &w.app, "-n", &w.ns]);
-    assert_eq!(code, Some(0), "{out}");
-    let gone = wait_until(secs(90), || w.hosts.iter().all(|h| w.containers(h).is_some_and(|c| c.is_empty())));
+    ctx.berth(&["delete", "app", &w.name, "-n", &w.ns]).expect(0);
+    let gone = wait_until(secs(90), || w.hosts.iter().all(|h| w.containers(&ctx, h).is_some_and(|c| c.is_empty())));
     assert!(gone, "the operator did not remove the deleted app's containers");
-    let seen = w.actions_match_docker(since);
+    let seen = w.actions_match_docker(tb, &op, since);
     for h in &w.hosts {
         assert_eq!(seen[&("remove".to_string(), h.clone())].1, Some(1), "{h}: {seen:#?}");
     }
     let mut left = Vec::new();
     let cleared = wait_until(secs(20), || {
-        left = w.op().metrics().into_iter().filter(|s| s.labels.get("app") == Some(&w.app)).collect();
+        left = parse_exposition(&op.metrics()).into_iter().filter(|s| s.labels.get("app") == Some(&w.name)).collect();
         left.is_empty()
     });
     assert!(cleared, "series of the deleted app are left: {left:#?}");
@@ -632,16 +479,17 @@ fn host_down_alert_fires_in_a_real_prometheus() {
     let tb = Testbed::get();
     let host = "host3";
     let all_hosts_up = tb.shared();
-    let w = World::new(&[host]);
-    w.wait_ready();
+    let ctx = Ctx::new("metrics");
+    let (op, w) = deploy(&ctx, &[host]);
+    w.wait_ready(&ctx);
     let prom_dir = tempfile::tempdir().unwrap();
-    let prom = Prometheus::start(prom_dir.path(), &format!("127.0.0.1:{}", w.op().port), &alerts_for_tests());
+    let prom = Prometheus::start(prom_dir.path(), &op.addr, &alerts_for_tests());
 
     // Prometheus has the operator's series.
     let scraped = wait_until(secs(30), || {
         prom.query(r#"up{job="berth"} == 1"#).len() == 1
             && prom.query(&format!(r#"berth_host_up{{job="berth", host="{host}"}} == 1"#)).len() == 1
-            && prom.query(&format!(r#"berth_app_ready{{app="{}"}} == 1"#, w.app)).len() == 1
+            && prom.query(&format!(r#"berth_app_ready{{app="{}"}} == 1"#, w.name)).len() == 1
     });
     assert!(scraped, "prometheus never scraped the operator: targets {}", prom.api("/api/v1/targets"));
 
@@ -691,12 +539,13 @@ fn host_down_alert_fires_in_a_real_prometheus() {
     assert_eq!(prom.firing("BerthHostDown", &[]).len(), 1, "only {host} is down: {:#?}", prom.alerts());
     // The App on it is no longer Ready.
     let app_alert =
-        wait_until(secs(90), || !prom.firing("BerthAppNotReady", &[("app", &w.app), ("namespace", &w.ns)]).is_empty());
-    assert!(app_alert, "BerthAppNotReady never fired for {}; alerts: {:#?}", w.app, prom.alerts());
+        wait_until(secs(90), || !prom.firing("BerthAppNotReady", &[("app", &w.name), ("namespace", &w.ns)]).is_empty());
+    assert!(app_alert, "BerthAppNotReady never fired for {}; alerts: {:#?}", w.name, prom.alerts());
 
     // dockerd is back: the operator follows the host again and the alert resolves.
     drop(outage);
-    let up = wait_until(secs(90), || value(&w.op().metrics(), "berth_host_up", &[("host", host)]) == 1.0);
+    let up =
+        wait_until(secs(90), || value(&parse_exposition(&op.metrics()), "berth_host_up", &[("host", host)]) == 1.0);
     assert!(up, "berth_host_up{{host={host}}} stayed 0 after the host came back");
     let resolved = wait_until(secs(30), || prom.firing("BerthHostDown", &[("host", host)]).is_empty());
     assert!(resolved, "BerthHostDown still fires after {host} came back: {:#?}", prom.alerts());
