@@ -28,6 +28,9 @@ pub struct HostCache {
     /// ever, so only a removal by hand can make an entry wrong, and a create that then finds the
     /// image missing forgets it and pulls.
     images: Mutex<HashSet<String>>,
+    /// One list at a time per host: converges that find the cache stale together wait for the
+    /// first one's list and use it, unless something changed on the host meanwhile (single flight).
+    listing: tokio::sync::Mutex<()>,
 }
 
 impl HostCache {
@@ -148,12 +151,21 @@ impl HostPool {
                 Ok(client) => match cache.current() {
                     Some(obs) => Ok((client, obs)),
                     None => {
-                        let seq = cache.begin();
-                        let listed = ops::observe(&client).await.map(Arc::new);
-                        if let Ok(obs) = &listed {
-                            cache.store(seq, Arc::clone(obs));
+                        // Only a synced cache can be reused; an unsynced one lists every time anyway.
+                        let _one =
+                            if cache.synced.load(Ordering::SeqCst) { Some(cache.listing.lock().await) } else { None };
+                        match cache.current() {
+                            // Listed by the converge this one waited for, and nothing changed since.
+                            Some(obs) => Ok((client, obs)),
+                            None => {
+                                let seq = cache.begin();
+                                let listed = ops::observe(&client).await.map(Arc::new);
+                                if let Ok(obs) = &listed {
+                                    cache.store(seq, Arc::clone(obs));
+                                }
+                                listed.map(|obs| (client, obs))
+                            }
                         }
-                        listed.map(|obs| (client, obs))
                     }
                 },
                 Err(e) => Err(e),
