@@ -365,6 +365,15 @@ impl<'a> Run<'a> {
         self.ensure_network(c, &new.network).await
     }
 
+    /// Removes the new container of a rolled-back replace, if it was created (best effort: a
+    /// leftover is pruned by the next converge).
+    pub(super) async fn discard(&self, c: &HostClient, id: Option<String>, name: &str, count: &mut impl FnMut(&str)) {
+        if let Some(id) = id {
+            let _ = ops::remove(c, &id, name).await;
+            count("remove");
+        }
+    }
+
     /// Rolling replace on one host: stop old, create and start new, wait healthy, remove old;
     /// on failure remove new and start old again.
     async fn replace(
@@ -402,10 +411,7 @@ impl<'a> Run<'a> {
                 Ok(())
             }
             Err((new_id, why)) => {
-                if let Some(id) = new_id {
-                    let _ = ops::remove(c, &id, &new.name).await;
-                    count("remove");
-                }
+                self.discard(c, new_id, &new.name, count).await;
                 let restarted = ops::start(c, old_id, old_name).await;
                 count("start");
                 let tail = match restarted {

@@ -247,10 +247,7 @@ impl Run<'_> {
                 Ok(())
             }
             Err((new_id, why)) => {
-                if let Some(id) = new_id {
-                    let _ = ops::remove(c, &id, &new.name).await;
-                    count("remove");
-                }
+                self.discard(c, new_id, &new.name, count).await;
                 let why = match why {
                     WaitFailure::Interrupted(e) => return Err(ActionFailure::Interrupted(e)),
                     WaitFailure::Failed(why) => why,
