@@ -31,6 +31,9 @@ pub struct HostCache {
     /// One list at a time per host: converges that find the cache stale together wait for the
     /// first one's list and use it, unless something changed on the host meanwhile (single flight).
     listing: tokio::sync::Mutex<()>,
+    /// What this host's proxy serves, as berth last loaded it; held while its routes change, so two
+    /// apps' converges never load over each other.
+    pub proxy_routes: tokio::sync::Mutex<super::proxy::LoadedRoutes>,
 }
 
 impl HostCache {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio::sync::Semaphore;
 
+pub use super::error::DockerError;
 use crate::spec::{parse_endpoint, AddressPool, Endpoint, Host};
 
 /// Bound on every single Docker API call, so a hung daemon never hangs a converge.
@@ -17,58 +18,6 @@ pub const MAX_IN_FLIGHT: usize = 8;
 /// reported unreachable rather than holding the converge. (Debian's engine speaks 1.41; the client
 /// starts at the newest version bollard knows and negotiates down.)
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A Docker call failed on a named host; the message is what a user needs to act.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("host {host}: {op}: {message}")]
-pub struct DockerError {
-    pub host: String,
-    pub op: String,
-    pub message: String,
-    /// Docker's HTTP status, when it answered (404 no such container, 409 conflict, ...).
-    pub status: Option<u16>,
-}
-
-impl DockerError {
-    pub fn new(host: &str, op: impl Into<String>, message: impl Into<String>) -> DockerError {
-        DockerError { host: host.to_string(), op: op.into(), message: message.into(), status: None }
-    }
-
-    /// Maps bollard's error, keeping Docker's own message and status code.
-    pub fn from_bollard(host: &str, op: impl Into<String>, e: bollard::errors::Error) -> DockerError {
-        match e {
-            bollard::errors::Error::DockerResponseServerError { status_code, message } => {
-                DockerError { host: host.to_string(), op: op.into(), message, status: Some(status_code) }
-            }
-            other => DockerError::new(host, op, with_root_cause(&other)),
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.status == Some(404)
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
-}
-
-/// The error and, when it differs, its innermost cause, on one line. bollard's transport errors say
-/// only "client error (SendRequest)"; why (a refused client certificate, a refused connection) is
-/// in the cause at the bottom of the chain.
-fn with_root_cause(e: &dyn std::error::Error) -> String {
-    let top = one_line(&e.to_string());
-    let mut root = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    let cause = one_line(&root.to_string());
-    if cause.is_empty() || top.contains(&cause) {
-        top
-    } else {
-        format!("{top}: {cause}")
-    }
-}
 
 /// A connected host: the client plus the per-host bound on calls in flight.
 #[derive(Clone)]
@@ -81,9 +30,6 @@ pub struct HostClient {
     /// Held while a subnet is chosen and its network created, so two converges (two apps) on one
     /// host never pick the same free subnet; shared by every clone, like the client.
     pub(crate) network_lock: Arc<tokio::sync::Mutex<()>>,
-    /// What this host's proxy serves, as berth last loaded it; held while its routes change, so two
-    /// apps' converges never load over each other.
-    pub proxy_routes: Arc<tokio::sync::Mutex<super::proxy::LoadedRoutes>>,
     /// The SSH forward of an `ssh://` host, alive as long as any clone of this client.
     _tunnel: Option<Arc<super::ssh::SshTunnel>>,
 }
@@ -202,7 +148,6 @@ pub async fn connect(host: &Host) -> Result<HostClient, DockerError> {
         permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         pool,
         network_lock: Arc::new(tokio::sync::Mutex::new(())),
-        proxy_routes: Arc::default(),
         _tunnel: tunnel,
     })
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
-use super::connect::DockerError;
+use super::error::DockerError;
 
 /// How long after an answer the next `/_ping` goes out.
 pub const PING_EVERY: Duration = Duration::from_secs(2);

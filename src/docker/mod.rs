@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod connect;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod files;

@@ -4,7 +4,7 @@
 
 use bollard::auth::DockerCredentials;
 
-use super::connect::DockerError;
+use super::error::DockerError;
 use crate::spec::parse_image;
 
 /// What Docker calls the registry of a reference without one (`redis:7`).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::connect::DockerError;
+use super::error::DockerError;
 
 /// How long the SSH session may take to come up (handshake, authentication, forward).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);

@@ -137,7 +137,7 @@ pub async fn converge_gated(
     }
     let idle: Vec<String> = run.idle_proxies.lock().iter().cloned().collect();
     if !idle.is_empty() {
-        proxy::retire_unused(store, &observation, &idle).await?;
+        proxy::retire_unused(store, pool, &observation, &idle).await?;
     }
     let after = pool.observe(hosts).await;
     timings.mark("observe-after");

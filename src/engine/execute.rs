@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::health::WaitFailure;
+use super::failure::{ActionFailure, Rollback, WaitFailure};
 use super::progress::Progress;
 use super::Gate;
 use crate::docker::{ops, DockerError, HostClient, HostPool, Observation};
@@ -69,24 +69,6 @@ pub(super) struct Run<'a> {
     pub(super) idle_proxies: parking_lot::Mutex<BTreeSet<String>>,
     /// Pinned images this converge pulled: only those are ever cleaned up again.
     pub(super) pulls: parking_lot::Mutex<Vec<crate::docker::images::PullNote>>,
-}
-
-/// One replace that was rolled back: the new container never turned healthy.
-#[derive(Debug, Clone)]
-pub(super) struct Rollback {
-    pub(super) host: String,
-    pub(super) container: String,
-    pub(super) component: String,
-    /// The last health output, or the Docker error.
-    pub(super) why: String,
-}
-
-impl Rollback {
-    /// The record of `new`'s rollout on `host` rolled back for `why`.
-    pub(super) fn of(host: &str, new: &DesiredContainer, why: String) -> Rollback {
-        let component = format!("{}/{}", new.component.kind(), new.component.name());
-        Rollback { host: host.to_string(), container: new.name.clone(), component, why }
-    }
 }
 
 impl<'a> Run<'a> {
@@ -427,23 +409,6 @@ impl<'a> Run<'a> {
                 let message = format!("rollout of {} on {} rolled back: {why}; {tail}", new.name, c.name);
                 Err(ActionFailure::RolledBack(Rollback::of(&c.name, new, why), message))
             }
-        }
-    }
-}
-
-pub(super) enum ActionFailure {
-    Error(String),
-    /// A replace whose new container never turned healthy, undone; the message says it all.
-    RolledBack(Rollback, String),
-    /// The gate closed (shutdown, lost lease): stopped short by design, not a failure of the app.
-    Interrupted(String),
-}
-
-impl From<WaitFailure> for ActionFailure {
-    fn from(w: WaitFailure) -> ActionFailure {
-        match w {
-            WaitFailure::Failed(e) => ActionFailure::Error(e),
-            WaitFailure::Interrupted(e) => ActionFailure::Interrupted(e),
         }
     }
 }

@@ -8,25 +8,12 @@ use std::time::{Duration, Instant};
 use tracing::info;
 
 use super::execute::Run;
+use super::failure::WaitFailure;
 use crate::docker::{ops, HostClient};
 use crate::plan::{ContainerState, Health};
 
 /// How often health is polled while waiting for a container.
 const HEALTH_POLL: Duration = Duration::from_millis(200);
-
-/// Why a health wait ended without a healthy container.
-pub(super) enum WaitFailure {
-    Failed(String),
-    Interrupted(String),
-}
-
-impl std::fmt::Display for WaitFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WaitFailure::Failed(e) | WaitFailure::Interrupted(e) => f.write_str(e),
-        }
-    }
-}
 
 impl Run<'_> {
     /// A gate: waits for an accessory's container unless this converge already saw that wait give up.

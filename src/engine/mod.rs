@@ -11,6 +11,7 @@
 mod converge;
 mod ensure;
 mod execute;
+mod failure;
 pub mod gate;
 mod health;
 pub mod history;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::execute::{ActionFailure, Rollback, Run};
-use super::health::WaitFailure;
+use super::execute::Run;
+use super::failure::{ActionFailure, Rollback, WaitFailure};
 use crate::docker::proxy::{self as docker_proxy, LoadedRoutes};
-use crate::docker::{ops, DockerError, HostClient};
+use crate::docker::{ops, DockerError, HostClient, HostPool};
 use crate::plan::routes::{self, ProxyTarget, Route, RouteTable, PROXY_CONTAINER, PROXY_NETWORK};
 use crate::plan::{ContainerTemplate, DesiredContainer};
 use crate::spec::{ProxySettings, SecretValue};
@@ -114,7 +114,8 @@ impl Run<'_> {
 
     /// The proxy's container id, made sure of (for a probe or a drain).
     pub(super) async fn proxy_id(&self, c: &HostClient) -> Result<String, DockerError> {
-        let mut book = c.proxy_routes.lock().await;
+        let cache = self.pool.cache(&c.name);
+        let mut book = cache.proxy_routes.lock().await;
         self.proxy_up(c, &mut book).await
     }
 
@@ -153,7 +154,8 @@ impl Run<'_> {
 
     /// Points `target`'s route at `container` (a graceful reload) and counts the switch.
     async fn switch_route(&self, c: &HostClient, target: &ProxyTarget, container: &str) -> Result<(), DockerError> {
-        let mut book = c.proxy_routes.lock().await;
+        let cache = self.pool.cache(&c.name);
+        let mut book = cache.proxy_routes.lock().await;
         let proxy_id = self.proxy_up(c, &mut book).await?;
         let before = book.table.get(&target.route_id).map(|r| r.container.clone());
         let mut table = book.table.clone();
@@ -325,7 +327,8 @@ impl Run<'_> {
     }
 
     async fn reconcile_host(&self, c: &HostClient, templates: &[&ContainerTemplate]) -> Result<(), String> {
-        let mut book = c.proxy_routes.lock().await;
+        let cache = self.pool.cache(&c.name);
+        let mut book = cache.proxy_routes.lock().await;
         let proxy_id = if templates.is_empty() {
             // Nothing of this App is proxied here: at most its old routes go. The proxy itself is
             // left as it is (its settings are the Hosts' whose Apps do route here).
@@ -351,7 +354,7 @@ impl Run<'_> {
                     // Traffic moves to a container no action of this converge checked: check it first.
                     drop(book);
                     let probed = self.probe_until_healthy(c, &t.name, target).await;
-                    book = c.proxy_routes.lock().await;
+                    book = cache.proxy_routes.lock().await;
                     match probed {
                         Ok(()) => Some(t.name.clone()),
                         Err(e) => {
@@ -454,6 +457,7 @@ pub(super) fn route_statuses(table: &RouteTable) -> Vec<super::status::RouteStat
 /// keeps its proxy: a later converge tries again.
 pub(super) async fn retire_unused(
     store: &crate::store::Store,
+    pool: &HostPool,
     observation: &crate::docker::Observation,
     hosts: &[String],
 ) -> Result<(), crate::store::StoreError> {
@@ -465,7 +469,7 @@ pub(super) async fn retire_unused(
         if wanted {
             continue;
         }
-        if let Err(e) = retire(c).await {
+        if let Err(e) = retire(pool, c).await {
             warn!(host = %host, error = %e, "cannot remove the unused proxy");
         }
     }
@@ -473,8 +477,9 @@ pub(super) async fn retire_unused(
 }
 
 /// Removes a host's proxy and its network once no App in the store routes through that host.
-async fn retire(c: &HostClient) -> Result<(), DockerError> {
-    let mut book = c.proxy_routes.lock().await;
+async fn retire(pool: &HostPool, c: &HostClient) -> Result<(), DockerError> {
+    let cache = pool.cache(&c.name);
+    let mut book = cache.proxy_routes.lock().await;
     if !book.table.is_empty() {
         return Ok(()); // another App took a route meanwhile
     }

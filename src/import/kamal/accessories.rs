@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 use serde_yaml_ng::Value as Yaml;
 
 use super::config::{key_text, scalar, strings, Node};
-use super::mapping::{registry, Server};
+use super::secrets::registry;
+use super::Server;
 use super::{env, options, Ctx, ImportError};
 
 /// Every accessory of `node` (the `accessories` mapping).

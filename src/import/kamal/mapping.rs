@@ -10,8 +10,8 @@ use serde_yaml_ng::Value as Yaml;
 use super::config::{key_text, scalar, Node};
 use super::env::{self, KamalEnv};
 use super::proxy::{self, ProxyConf};
-use super::secrets::ValueSource;
-use super::{accessories, options, Ctx, EnvMap, ImportError};
+use super::secrets::registry;
+use super::{accessories, options, Ctx, EnvMap, ImportError, Server};
 
 /// Root keys berth has no place for, and why.
 const UNSUPPORTED_ROOT: &[(&str, &str)] = &[
@@ -28,9 +28,6 @@ const UNSUPPORTED_ROOT: &[(&str, &str)] = &[
     ("output", "berth logs to stderr (BERTH_LOG, --log-format)"),
     ("aliases", "berth has no command aliases"),
 ];
-
-/// One server of a role: its address and tags.
-pub type Server = (String, Vec<String>);
 
 /// What every role inherits from the root.
 struct RootShared {
@@ -138,35 +135,6 @@ fn tagged(image: &str, version: Option<&str>, ctx: &mut Ctx<'_>) -> String {
             format!("{image}:latest")
         }
     }
-}
-
-/// A `registry` section as a Secret of type registry named `name`: (its server, whether it holds
-/// credentials — none means a public registry, and no Secret). Kamal's `[NAME]` (a list) reads the
-/// secret NAME; a plain string is the value itself.
-pub fn registry(r: Node<'_>, name: &str, ctx: &mut Ctx<'_>) -> (Option<String>, bool) {
-    let server = r.get("server").and_then(scalar);
-    if server.as_deref().is_some_and(|s| s.starts_with("localhost")) {
-        ctx.report
-            .unsupported(r.at("server"), "Kamal's local registry on localhost; push to a registry the hosts reach");
-    }
-    let source = |key: &str| match r.get(key) {
-        Some(Yaml::Sequence(items)) => items.first().and_then(scalar).map(ValueSource::Kamal),
-        Some(v) => scalar(v).map(ValueSource::Literal),
-        None => None,
-    };
-    let (username, password) = (source("username"), source("password"));
-    let (server_path, user_path, password_path) = (r.at("server"), r.at("username"), r.at("password"));
-    r.finish(&mut ctx.report);
-    if username.is_none() && password.is_none() {
-        return (server, false);
-    }
-    let hub = server.clone().unwrap_or_else(|| "docker.io".into());
-    ctx.secrets.add(name, "registry", "server", ValueSource::Literal(hub), &server_path);
-    let username = username.unwrap_or_else(|| ValueSource::Kamal("KAMAL_REGISTRY_USERNAME".into()));
-    let password = password.unwrap_or_else(|| ValueSource::Kamal("KAMAL_REGISTRY_PASSWORD".into()));
-    ctx.secrets.add(name, "registry", "username", username, &user_path);
-    ctx.secrets.add(name, "registry", "password", password, &password_path);
-    (server, true)
 }
 
 /// `servers` as role name → (its config, its servers). A plain list is the role `web`.

@@ -30,6 +30,8 @@ use serde_json::{json, Value};
 pub use config::DeployText;
 pub use secrets::{parse_dotenv, SecretValues};
 
+/// One server of a role: its address and tags.
+pub type Server = (String, Vec<String>);
 /// Why an import failed: the file, the field when one is to blame, and what is wrong, on one line
 /// (`config/deploy.yml: service: missing (Kamal requires it)`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
+use serde_yaml_ng::Value as Yaml;
 
-use super::{ImportError, ImportedSecret, Report};
+use super::config::{scalar, Node};
+use super::{Ctx, ImportError, ImportedSecret, Report};
 
 /// Where one key's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +240,35 @@ pub fn seal(secret: &mut ImportedSecret, recipients: &[String]) -> Result<(), cr
         obj.insert("sealedData".into(), Value::Object(sealed));
     }
     Ok(())
+}
+
+/// A `registry` section as a Secret of type registry named `name`: (its server, whether it holds
+/// credentials — none means a public registry, and no Secret). Kamal's `[NAME]` (a list) reads the
+/// secret NAME; a plain string is the value itself.
+pub(crate) fn registry(r: Node<'_>, name: &str, ctx: &mut Ctx<'_>) -> (Option<String>, bool) {
+    let server = r.get("server").and_then(scalar);
+    if server.as_deref().is_some_and(|s| s.starts_with("localhost")) {
+        ctx.report
+            .unsupported(r.at("server"), "Kamal's local registry on localhost; push to a registry the hosts reach");
+    }
+    let source = |key: &str| match r.get(key) {
+        Some(Yaml::Sequence(items)) => items.first().and_then(scalar).map(ValueSource::Kamal),
+        Some(v) => scalar(v).map(ValueSource::Literal),
+        None => None,
+    };
+    let (username, password) = (source("username"), source("password"));
+    let (server_path, user_path, password_path) = (r.at("server"), r.at("username"), r.at("password"));
+    r.finish(&mut ctx.report);
+    if username.is_none() && password.is_none() {
+        return (server, false);
+    }
+    let hub = server.clone().unwrap_or_else(|| "docker.io".into());
+    ctx.secrets.add(name, "registry", "server", ValueSource::Literal(hub), &server_path);
+    let username = username.unwrap_or_else(|| ValueSource::Kamal("KAMAL_REGISTRY_USERNAME".into()));
+    let password = password.unwrap_or_else(|| ValueSource::Kamal("KAMAL_REGISTRY_PASSWORD".into()));
+    ctx.secrets.add(name, "registry", "username", username, &user_path);
+    ctx.secrets.add(name, "registry", "password", password, &password_path);
+    (server, true)
 }
 
 #[cfg(test)]
