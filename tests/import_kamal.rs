@@ -96,7 +96,7 @@ fn plain_server_list_is_role_web_with_tags_as_host_env() {
     assert_eq!(web["labels"], json!({"team": "mail"}));
     assert_eq!(
         web["proxy"],
-        json!({"hosts": ["hey.example.com"], "appPort": 3000, "tls": "acme",
+        json!({"hosts": ["hey.example.com"], "appPort": 3000,
                "healthcheck": {"path": "/up", "interval": "3s", "timeout": "3s"}})
     );
     assert_eq!(spec["logging"], json!({"driver": "json-file", "options": {"max-size": "100m"}}));
@@ -164,7 +164,9 @@ fn production_destination_places_accessories_and_lists_unsupported_keys() {
         roles["workers"]["options"],
         json!({"addHosts": ["metadata:169.254.169.254"], "ulimits": {"nofile": "4096:8192"}})
     );
-    assert_eq!(roles["workers"]["stopTimeout"], "60s");
+    // Kamal stops an unproxied role's containers with `docker stop -t drain_timeout`; kamal-proxy drains the rest.
+    assert_eq!(roles["workers"]["stopTimeout"], "15s", "drain_timeout is the stop timeout of unproxied roles");
+    assert!(roles["web"].get("stopTimeout").is_none());
     assert_eq!(roles["workers"]["readinessDelay"], "4s", "readiness_delay applies to unproxied roles");
     assert!(roles["web"].get("readinessDelay").is_none());
     assert_eq!(roles["web"]["labels"], json!({"tier": "front"}));
@@ -196,7 +198,10 @@ fn production_destination_places_accessories_and_lists_unsupported_keys() {
     let names: Vec<&str> = hosts.iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["db-1-example-com", "jobs-1-example-com", "web-1-example-com", "web-2-example-com"]);
     assert_eq!(hosts[0]["spec"]["endpoint"], "ssh://deploy@db-1.example.com:22");
-    assert!(hosts[0]["spec"].get("proxy").is_none(), "the proxy's ports go to proxied roles' hosts only");
+    // The proxy's ports go to the hosts of the role whose proxy sets `run` (api on web-1) only.
+    assert!(hosts[0]["spec"].get("proxy").is_none(), "db-1 runs no proxied role");
+    assert_eq!(hosts[2]["spec"]["proxy"], json!({"httpPort": 8080, "httpsPort": 8443}), "web-1 runs api");
+    assert!(hosts[3]["spec"].get("proxy").is_none(), "web-2 runs web alone, whose proxy sets no `run`");
     assert_eq!(
         unsupported(&out),
         [
@@ -206,9 +211,9 @@ fn production_destination_places_accessories_and_lists_unsupported_keys() {
             "accessories/db/files[1]/owner",
             "accessories/db/files[2]",
             "accessories/db/directories[1]/mode",
-            "accessories/db/options/restart",
             "accessories/redis/volumes[0]",
             "accessories/metrics/service",
+            "builder",
             "retain_containers",
         ]
     );

@@ -416,13 +416,11 @@ fn places_roles_as_kamal(src: &Path, dest: Option<&str>) {
 }
 
 #[test]
-#[ignore = "Kamal 2.11 refuses tests/fixtures/kamal/basic: `SSL is only supported on a single server` (proxy ssl, 3 servers)"]
 fn import_of_fixture_basic_places_roles_as_kamal() {
     import_places_roles_as_kamal("basic", None);
 }
 
 #[test]
-#[ignore = "Kamal 2.11 refuses tests/fixtures/kamal/shop: stop_timeout, restart option, no builder arch, proxy host+hosts, proxy run"]
 fn import_of_fixture_shop_places_roles_as_kamal() {
     for dest in [None, Some("staging"), Some("production")] {
         import_places_roles_as_kamal("shop", dest);
