@@ -10,8 +10,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest, NetworkingConfig,
     PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions, InspectContainerOptions};
-use futures::StreamExt;
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 use sha2::{Digest, Sha256};
 
 use super::connect::{DockerError, HostClient};
@@ -74,19 +73,6 @@ pub async fn find(client: &HostClient) -> Result<Option<FoundProxy>, DockerError
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// Pulls the proxy image unless the host holds it already.
-pub async fn ensure_image(client: &HostClient, image: &str) -> Result<(), DockerError> {
-    if client.call("inspect image", client.docker.inspect_image(image)).await.is_ok() {
-        return Ok(());
-    }
-    let options = CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
-    let mut stream = client.docker.create_image(Some(options), None, None);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| DockerError::from_bollard(&client.name, format!("pull proxy image {image}"), e))?;
-    }
-    Ok(())
 }
 
 /// Creates the proxy container (not started): Caddy with berth's config file, its ports published

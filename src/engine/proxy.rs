@@ -64,7 +64,7 @@ impl Run<'_> {
                 }
                 info!(host = %c.name, image = %settings.image, "creating the proxy");
                 ops::create_network(c, PROXY_NETWORK, &routes::proxy_labels()).await?;
-                docker_proxy::ensure_image(c, &settings.image).await?;
+                ops::pull(c, &settings.image, None).await?; // bounded, like every pull; a no-op when present
                 let id = docker_proxy::create(c, &settings).await?;
                 // A new proxy serves every route berth knows of on this host from its first second.
                 book.table = servable(&c.name, std::mem::take(&mut book.table), &book.certificates);
