@@ -14,7 +14,7 @@ use super::failure::{ActionFailure, Rollback, WaitFailure};
 use crate::docker::proxy::{self as docker_proxy, LoadedRoutes};
 use crate::docker::{ops, DockerError, HostClient, HostPool};
 use crate::plan::routes::{self, ProxyTarget, Route, RouteTable, PROXY_CONTAINER, PROXY_NETWORK};
-use crate::plan::{ContainerTemplate, DesiredContainer};
+use crate::plan::{ContainerTemplate, DesiredContainer, ObservedContainer};
 use crate::spec::{ProxySettings, SecretValue};
 
 /// How often the old container's requests in flight are counted while it drains.
@@ -26,11 +26,19 @@ impl Run<'_> {
         self.proxy_settings.get(host).cloned().unwrap_or_default()
     }
 
-    /// Whether the observation this converge started from shows a proxy on `host`.
-    fn proxy_seen(&self, host: &str) -> bool {
-        self.observed
-            .get(host)
-            .is_some_and(|o| o.containers.iter().any(|c| c.name == PROXY_CONTAINER && routes::is_proxy(&c.labels)))
+    /// The proxy container the observation this converge started from shows on `host`, if any.
+    fn proxy_seen(&self, host: &str) -> Option<&ObservedContainer> {
+        self.observed.get(host)?.containers.iter().find(|c| c.name == PROXY_CONTAINER && routes::is_proxy(&c.labels))
+    }
+
+    /// Makes `book` hold the routes of the proxy container `id` (read back from it once per
+    /// container: a restarted berth, or a proxy re-created by someone else).
+    async fn adopt(&self, c: &HostClient, book: &mut LoadedRoutes, id: &str) -> Result<(), DockerError> {
+        if book.container_id.as_deref() != Some(id) {
+            book.table = docker_proxy::read_routes(c, id).await?.unwrap_or_default();
+            book.container_id = Some(id.to_string());
+        }
+        Ok(())
     }
 
     /// The proxy on `c` running with the Host's settings, and `book` holding what it serves (read
@@ -38,10 +46,7 @@ impl Run<'_> {
     async fn proxy_up(&self, c: &HostClient, book: &mut LoadedRoutes) -> Result<String, DockerError> {
         let settings = self.proxy_settings(&c.name);
         let hash = docker_proxy::settings_hash(&settings);
-        let seen = self.observed.get(&c.name).and_then(|o| {
-            o.containers.iter().find(|x| x.name == PROXY_CONTAINER && routes::is_proxy(&x.labels)).cloned()
-        });
-        if let Some(p) = &seen {
+        if let Some(p) = self.proxy_seen(&c.name) {
             let current = p.labels.get(docker_proxy::SETTINGS_HASH) == Some(&hash);
             if current && p.state.is_up() && book.container_id.as_deref() == Some(p.id.as_str()) {
                 return Ok(p.id.clone());
@@ -76,15 +81,10 @@ impl Run<'_> {
                 id
             }
         };
-        if book.container_id.as_deref() != Some(id.as_str()) {
-            book.table = match docker_proxy::read_routes(c, &id).await {
-                Ok(table) => table.unwrap_or_default(),
-                // A proxy in a crash loop cannot be asked: its Apps' converges rebuild the table.
-                Err(e) => {
-                    warn!(host = %c.name, error = %e, "cannot read the proxy's routes; rebuilding them");
-                    RouteTable::new()
-                }
-            };
+        if let Err(e) = self.adopt(c, book, &id).await {
+            // A proxy in a crash loop cannot be asked: its Apps' converges rebuild the table.
+            warn!(host = %c.name, error = %e, "cannot read the proxy's routes; rebuilding them");
+            book.table = RouteTable::new();
             book.container_id = Some(id.clone());
         }
         Ok(id)
@@ -93,21 +93,10 @@ impl Run<'_> {
     /// The proxy seen running when this converge began, with `book` holding its routes; never
     /// creates, starts or re-creates anything.
     async fn proxy_known(&self, c: &HostClient, book: &mut LoadedRoutes) -> Option<String> {
-        let seen = self
-            .observed
-            .get(&c.name)?
-            .containers
-            .iter()
-            .find(|x| x.name == PROXY_CONTAINER && routes::is_proxy(&x.labels) && x.state.is_up())?;
-        if book.container_id.as_deref() != Some(seen.id.as_str()) {
-            match docker_proxy::read_routes(c, &seen.id).await {
-                Ok(table) => book.table = table.unwrap_or_default(),
-                Err(e) => {
-                    warn!(host = %c.name, error = %e, "cannot read the proxy's routes");
-                    return None;
-                }
-            }
-            book.container_id = Some(seen.id.clone());
+        let seen = self.proxy_seen(&c.name).filter(|p| p.state.is_up())?;
+        if let Err(e) = self.adopt(c, book, &seen.id).await {
+            warn!(host = %c.name, error = %e, "cannot read the proxy's routes");
+            return None;
         }
         Some(seen.id.clone())
     }
@@ -316,8 +305,12 @@ impl Run<'_> {
                 }
             }
         }
-        let visit: BTreeSet<&str> =
-            self.clients.keys().map(String::as_str).filter(|h| wanted.contains_key(h) || self.proxy_seen(h)).collect();
+        let visit: BTreeSet<&str> = self
+            .clients
+            .keys()
+            .map(String::as_str)
+            .filter(|h| wanted.contains_key(h) || self.proxy_seen(h).is_some())
+            .collect();
         let results = futures::future::join_all(visit.into_iter().map(|h| {
             let templates = wanted.get(h).cloned().unwrap_or_default();
             async move { (h.to_string(), self.reconcile_host(&self.clients[h], &templates).await) }

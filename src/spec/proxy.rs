@@ -50,14 +50,14 @@ impl Default for ProxySettings {
 impl ProxySettings {
     /// The settings of `host` (the defaults when it has no `proxy` section).
     pub fn of(host: &Host) -> ProxySettings {
-        let p = host.spec.proxy.clone().unwrap_or_default();
+        let (p, default) = (host.spec.proxy.clone().unwrap_or_default(), ProxySettings::default());
         ProxySettings {
-            image: p.image.unwrap_or_else(|| DEFAULT_PROXY_IMAGE.to_string()),
-            http_port: p.http_port.unwrap_or(80),
+            image: p.image.unwrap_or(default.image),
+            http_port: p.http_port.unwrap_or(default.http_port),
             https_port: match p.https_port {
                 Some(0) => None,
                 Some(port) => Some(port),
-                None => Some(443),
+                None => default.https_port,
             },
         }
     }
